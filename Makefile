@@ -1,0 +1,93 @@
+# `make test` is the one test command (README.md, .ci/run). From a fresh
+# Debian 12 machine it installs what it needs, then runs every tier.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+BUILD := $(CURDIR)/.build
+# ansible.cfg points collections_path here; the link makes freifunk.wgmesh
+# resolve to this working tree.
+COLLECTION_LINK := $(BUILD)/collections/ansible_collections/freifunk/wgmesh
+# ansible-test wants a real tree under ansible_collections/<ns>/<name>.
+SANITY_TREE := $(BUILD)/sanity/ansible_collections/freifunk/wgmesh
+PYTEST_ARGS ?=
+# Molecule scenarios `make molecule` runs, in order; override to run one.
+MOLECULE_SCENARIOS ?= $(shell cat molecule/scenarios.txt 2>/dev/null | grep -v '^\#')
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export CONTAINERS_CONF := $(CURDIR)/molecule/shared/containers.conf
+
+.PHONY: help
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: test
+test: deps lint sanity unit integration molecule ## Everything: install, lint, sanity, unit, integration, molecule
+
+.PHONY: deps
+deps: system-deps venv collection ## Install system packages, the pinned venv and link the collection
+
+.PHONY: system-deps
+system-deps:
+	hack/install-system-deps
+
+.PHONY: venv
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/test.txt src/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/test.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e src/
+	touch $@
+
+.PHONY: collection
+collection:
+	mkdir -p $(dir $(COLLECTION_LINK))
+	ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+.PHONY: lint
+lint: deps ## ruff, yamllint, ansible-lint (production profile)
+	ruff check .
+	ruff format --check .
+	yamllint --strict .
+	ansible-lint --offline
+
+.PHONY: sanity
+sanity: deps ## ansible-test sanity on a copy of the tracked tree
+	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
+	git ls-files -co --exclude-standard | rsync -a --files-from=- . $(SANITY_TREE)/
+	cd $(SANITY_TREE) && ansible-test sanity --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --requirements --color no
+
+.PHONY: unit
+unit: deps ## Unit tests (seconds)
+	pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: integration
+integration: deps ## Integration tests on this host: namespaces, wireguard-go, mosquitto, ansible-playbook
+	pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: molecule
+molecule: deps ## Molecule scenarios from molecule/scenarios.txt (MOLECULE_SCENARIOS=name for one)
+	@for s in $(MOLECULE_SCENARIOS); do \
+	  echo "=== molecule test -s $$s"; \
+	  molecule test -s $$s || exit 1; \
+	done
+
+.PHONY: changelog-lint
+changelog-lint: deps
+	antsibull-changelog lint
+
+.PHONY: lock
+lock: ## Re-resolve requirements/test.txt from requirements/test.in
+	$(PYTHON) -m venv $(BUILD)/lock-venv
+	$(BUILD)/lock-venv/bin/pip install --quiet -r requirements/test.in
+	{ echo '# Pinned tooling for `make test` (Python 3.11, Debian 12). Regenerate with `make lock`.'; \
+	  $(BUILD)/lock-venv/bin/pip freeze --exclude-editable | grep -viE '^(pip|setuptools|wheel)=='; } > requirements/test.txt
+
+.PHONY: clean
+clean: ## Remove the venv and build tree
+	rm -rf $(VENV) $(BUILD)
