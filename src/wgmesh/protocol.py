@@ -1,0 +1,65 @@
+"""Wire facts shared with upstream wgkex and the FFMUC Gluon client (DESIGN.md section 2).
+
+Everything a peer on the wire can observe lives here and only here: MQTT topic
+names, payload meanings, the key syntax, HTTP paths and time constants.
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- Keys -------------------------------------------------------------------
+# base64 of 32 bytes; the whole string must match (no trailing newline).
+KEY_RE = re.compile(r"\A[A-Za-z0-9+/]{42}[AEIMQUYcgkosw480]=\Z")
+
+# --- HTTP (broker) ----------------------------------------------------------
+PATH_V1_EXCHANGE = "/api/v1/wg/key/exchange"
+PATH_V2_EXCHANGE = "/api/v2/wg/key/exchange"
+
+# --- MQTT topics ------------------------------------------------------------
+TOPIC_KEY = "wireguard/{domain}/all"  # broker -> workers: bare public key
+TOPIC_KEY_SUB = "wireguard/+/all"
+TOPIC_METRICS = "wireguard-metrics/{domain}/{worker}/connected_peers"  # int text, -1 = offline
+TOPIC_METRICS_SUB = "wireguard-metrics/+/+/connected_peers"
+TOPIC_STATUS = "wireguard-worker/{worker}/status"  # "1" online / "0" offline (last will)
+TOPIC_STATUS_SUB = "wireguard-worker/+/status"
+TOPIC_DATA = "wireguard-worker/{worker}/{domain}/data"  # JSON, see DATA_FIELDS
+TOPIC_DATA_SUB = "wireguard-worker/+/+/data"
+
+STATUS_ONLINE = "1"
+STATUS_OFFLINE = "0"
+METRICS_OFFLINE = -1
+DATA_FIELDS = ("ExternalAddress", "Port", "PublicKey", "LinkAddress")
+
+QOS_KEY = 1  # upstream publishes keys with QoS 0; QoS 1 + persistent sessions lose none
+QOS_STATUS = 1
+QOS_DATA = 1
+QOS_METRICS = 1
+
+# --- Time -------------------------------------------------------------------
+METRICS_INTERVAL_S = 60
+HANDSHAKE_ACTIVE_S = 180  # a peer counts as connected with a handshake this recent
+
+
+def topic_key(domain: str) -> str:
+    return TOPIC_KEY.format(domain=domain)
+
+
+def topic_metrics(domain: str, worker: str) -> str:
+    return TOPIC_METRICS.format(domain=domain, worker=worker)
+
+
+def topic_status(worker: str) -> str:
+    return TOPIC_STATUS.format(worker=worker)
+
+
+def topic_data(worker: str, domain: str) -> str:
+    return TOPIC_DATA.format(worker=worker, domain=domain)
+
+
+def split_topic(topic: str) -> list[str]:
+    return topic.split("/")
+
+
+def is_valid_key(value: str) -> bool:
+    return isinstance(value, str) and KEY_RE.match(value) is not None
