@@ -1,0 +1,420 @@
+"""The one YAML config file both daemons read (wgkex's keys unchanged, plus ours).
+
+`load_config()` parses and validates the whole file into frozen dataclasses, or
+raises `ConfigError` whose message names the file, the key path and the
+problem, e.g. ``config /etc/wgkex.yaml: mqtt.broker_port: must be an integer
+1-65535, got 'abc'``. Daemons print that one line and exit 2 (`load_or_exit`).
+
+Unknown keys at the top level and in wgkex's own sections (mqtt,
+broker_listen, workers.<name>) only warn: upstream files carry extras. Unknown
+keys in our own sections (broker, worker) are errors, so a typo cannot
+silently switch a safety setting off.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import logging.config
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from wgmesh import derive, protocol
+
+ENV_CONFIG_FILE = "WGKEX_CONFIG_FILE"
+DEFAULT_CONFIG_FILE = "/etc/wgkex.yaml"
+WORKER_BACKENDS = ("auto", "kernel", "userspace")
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; str() is the one line to print."""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    broker_url: str = "localhost"
+    broker_port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    keepalive: int = 5
+    tls: bool = False
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    host: str = "::"
+    port: int = 5000
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    per_client_per_minute: int = 30
+    burst: int = 10
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_client_per_minute > 0 and self.burst > 0
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    publish_timeout: float = 2.0
+    max_body_bytes: int = 1024
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    blocklist: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    allowlist: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Peers whose X-Forwarded-For we believe (a reverse proxy in front of us).
+    # Empty: the TCP peer address is the client, the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    name: str = ""
+    backend: str = "auto"
+    journal: str = "/var/lib/wgmesh/worker-journal.json"
+    reconcile_interval: int = 300
+    stale_after: int = 10800
+    grace_period: int = 600
+    static_peers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    domains: tuple[str, ...]
+    domain_prefixes: tuple[str, ...]
+    workers: Mapping[str, float]  # worker name -> weight (unlisted workers weigh 1)
+    external_name: str | None
+    mqtt: MqttConfig
+    broker_listen: ListenConfig
+    domain_rules: Mapping[str, str]
+    broker: BrokerConfig
+    worker: WorkerConfig
+    logging_config: Mapping[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+
+    def rule_for(self, domain: str) -> str:
+        return self.domain_rules.get(domain, "ffmuc")
+
+    def weight_of(self, worker: str) -> float:
+        return self.workers.get(worker, 1)
+
+
+# --- validation helpers --------------------------------------------------------
+
+
+class _Reader:
+    """Collects the path for messages and the warnings for unknown keys."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.warnings: list[str] = []
+
+    def fail(self, key: str, problem: str, value: Any = ...) -> ConfigError:
+        got = "" if value is ... else f", got {value!r}"
+        return ConfigError(f"config {self.path}: {key}: {problem}{got}")
+
+    def section(
+        self, data: Mapping, key: str, allowed: tuple[str, ...], strict: bool, name: str | None = None
+    ) -> Mapping:
+        value = data.get(key.rsplit(".", 1)[-1] if name is None else name)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(key, "must be a mapping", value)
+        unknown = sorted(str(k) for k in value if k not in allowed)
+        if unknown:
+            msg = f"unknown key(s) {', '.join(unknown)} (known: {', '.join(allowed)})"
+            if strict:
+                raise self.fail(key, msg)
+            self.warnings.append(f"config {self.path}: {key}: {msg}; ignored")
+        return value
+
+    def int_(self, data: Mapping, key: str, default: int, lo: int, hi: int | None = None) -> int:
+        value = data.get(key.rsplit(".", 1)[-1], default)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)  # upstream files sometimes quote ports
+        rng = f"{lo}-{hi}" if hi is not None else f">= {lo}"
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+            raise self.fail(key, f"must be an integer {rng}", value)
+        return value
+
+    def number(self, data: Mapping, key: str, default: float, positive: bool = True) -> float:
+        value = data.get(key.rsplit(".", 1)[-1], default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or (positive and value <= 0):
+            raise self.fail(key, "must be a number > 0" if positive else "must be a number", value)
+        return float(value)
+
+    def bool_(self, data: Mapping, key: str, default: bool) -> bool:
+        value = data.get(key.rsplit(".", 1)[-1], default)
+        if not isinstance(value, bool):
+            raise self.fail(key, "must be true or false", value)
+        return value
+
+    def str_(self, data: Mapping, key: str, default: str | None, optional: bool = True) -> str | None:
+        value = data.get(key.rsplit(".", 1)[-1], default)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, "must be a non-empty string", value)
+        return value
+
+    def str_list(self, data: Mapping, key: str, required: bool) -> tuple[str, ...]:
+        value = data.get(key.rsplit(".", 1)[-1])
+        if value is None:
+            if required:
+                raise self.fail(key, "is required (a non-empty list of strings)")
+            return ()
+        if not isinstance(value, list) or (required and not value):
+            raise self.fail(key, "must be a non-empty list of strings" if required else "must be a list", value)
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise self.fail(f"{key}[{i}]", "must be a non-empty string", item)
+        return tuple(value)
+
+    def key_list(self, data: Mapping, key: str) -> tuple[str, ...]:
+        keys = self.str_list(data, key, required=False)
+        for i, item in enumerate(keys):
+            if not protocol.is_valid_key(item):
+                raise self.fail(f"{key}[{i}]", "is not a WireGuard public key (44 chars base64)", item)
+        return keys
+
+
+# --- sections -------------------------------------------------------------------
+
+_TOP_KEYS = (
+    "domains",
+    "domain_prefixes",
+    "workers",
+    "externalName",
+    "mqtt",
+    "broker_listen",
+    "domain_rules",
+    "broker",
+    "worker",
+    "logging_config",
+)
+_MQTT_KEYS = tuple(MqttConfig.__dataclass_fields__)
+_BROKER_KEYS = tuple(BrokerConfig.__dataclass_fields__)
+_WORKER_KEYS = tuple(WorkerConfig.__dataclass_fields__)
+
+
+def _domains(r: _Reader, data: Mapping) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    prefixes = r.str_list(data, "domain_prefixes", required=True)
+    domains = r.str_list(data, "domains", required=True)
+    for i, domain in enumerate(domains):
+        try:
+            derive.interface_names(domain, prefixes)
+        except ValueError as exc:
+            raise r.fail(f"domains[{i}]", str(exc)) from None
+    if len(set(domains)) != len(domains):
+        raise r.fail("domains", "lists a domain twice", list(domains))
+    return domains, prefixes
+
+
+def _workers(r: _Reader, data: Mapping) -> dict[str, float]:
+    value = data.get("workers") or {}
+    if not isinstance(value, Mapping):
+        raise r.fail("workers", "must be a mapping of worker name to {weight: N}", value)
+    weights = {}
+    for name, spec in value.items():
+        spec = spec or {}
+        if not isinstance(spec, Mapping):
+            raise r.fail(f"workers.{name}", "must be a mapping like {weight: 30}", spec)
+        r.section(value, f"workers.{name}", ("weight",), strict=False, name=name)
+        weights[str(name)] = r.number(spec, f"workers.{name}.weight", 1)
+    return weights
+
+
+def _mqtt(r: _Reader, data: Mapping) -> MqttConfig:
+    m = r.section(data, "mqtt", _MQTT_KEYS, strict=False)
+    cfg = MqttConfig(
+        broker_url=r.str_(m, "mqtt.broker_url", "localhost", optional=False),
+        broker_port=r.int_(m, "mqtt.broker_port", 1883, 1, 65535),
+        username=r.str_(m, "mqtt.username", None),
+        password=_password(r, m),
+        keepalive=r.int_(m, "mqtt.keepalive", 5, 1, 65535),
+        tls=r.bool_(m, "mqtt.tls", False),
+        ca_certs=r.str_(m, "mqtt.ca_certs", None),
+        certfile=r.str_(m, "mqtt.certfile", None),
+        keyfile=r.str_(m, "mqtt.keyfile", None),
+        client_id=r.str_(m, "mqtt.client_id", None),
+    )
+    if cfg.password is not None and cfg.username is None:
+        raise r.fail("mqtt.password", "is set but mqtt.username is not")
+    if bool(cfg.certfile) != bool(cfg.keyfile):
+        raise r.fail("mqtt.certfile", "and mqtt.keyfile must be given together")
+    for key in ("ca_certs", "certfile", "keyfile"):
+        path = getattr(cfg, key)
+        if path is not None and not os.path.isfile(path):
+            raise r.fail(f"mqtt.{key}", "file does not exist", path)
+    return cfg
+
+
+def _password(r: _Reader, m: Mapping) -> str | None:
+    value = m.get("password")
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise r.fail("mqtt.password", "must be a string")  # never echo a secret
+    return str(value)
+
+
+def _listen(r: _Reader, data: Mapping) -> ListenConfig:
+    b = r.section(data, "broker_listen", ("host", "port"), strict=False)
+    return ListenConfig(
+        host=r.str_(b, "broker_listen.host", "::", optional=False),
+        port=r.int_(b, "broker_listen.port", 5000, 1, 65535),
+    )
+
+
+def _domain_rules(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> dict[str, str]:
+    value = data.get("domain_rules") or {}
+    if not isinstance(value, Mapping):
+        raise r.fail("domain_rules", "must be a mapping of domain to rule", value)
+    for domain, rule in value.items():
+        if domain not in domains:
+            raise r.fail(f"domain_rules.{domain}", "is not one of the configured domains", list(domains))
+        if rule not in derive.RULES:
+            raise r.fail(f"domain_rules.{domain}", f"must be one of {', '.join(derive.RULES)}", rule)
+    return dict(value)
+
+
+def _key_lists(r: _Reader, b: Mapping, name: str, domains: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    value = b.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise r.fail(f"broker.{name}", "must be a mapping of domain to a list of keys", value)
+    out = {}
+    for domain in value:
+        if domain not in domains:
+            raise r.fail(f"broker.{name}.{domain}", "is not one of the configured domains", list(domains))
+        out[domain] = frozenset(r.key_list(value, f"broker.{name}.{domain}"))
+    return out
+
+
+def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig:
+    b = r.section(data, "broker", _BROKER_KEYS, strict=True)
+    rl = r.section(b, "broker.rate_limit", ("per_client_per_minute", "burst"), strict=True)
+    proxies = r.str_list(b, "broker.trusted_proxies", required=False)
+    for i, proxy in enumerate(proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise r.fail(f"broker.trusted_proxies[{i}]", "must be an IP address or network", proxy) from None
+    return BrokerConfig(
+        publish_timeout=r.number(b, "broker.publish_timeout", 2.0),
+        max_body_bytes=r.int_(b, "broker.max_body_bytes", 1024, 128, 1 << 20),
+        rate_limit=RateLimitConfig(
+            per_client_per_minute=r.int_(rl, "broker.rate_limit.per_client_per_minute", 30, 0),
+            burst=r.int_(rl, "broker.rate_limit.burst", 10, 0),
+        ),
+        blocklist=_key_lists(r, b, "blocklist", domains),
+        allowlist=_key_lists(r, b, "allowlist", domains),
+        trusted_proxies=proxies,
+    )
+
+
+def _worker(r: _Reader, data: Mapping) -> WorkerConfig:
+    w = r.section(data, "worker", _WORKER_KEYS, strict=True)
+    backend = w.get("backend", "auto")
+    if backend not in WORKER_BACKENDS:
+        raise r.fail("worker.backend", f"must be one of {', '.join(WORKER_BACKENDS)}", backend)
+    return WorkerConfig(
+        name=r.str_(w, "worker.name", None) or socket.gethostname(),  # what wgkex uses
+        backend=backend,
+        journal=r.str_(w, "worker.journal", WorkerConfig.journal, optional=False),
+        reconcile_interval=r.int_(w, "worker.reconcile_interval", 300, 1),
+        stale_after=r.int_(w, "worker.stale_after", 10800, 1),
+        grace_period=r.int_(w, "worker.grace_period", 600, 0),
+        static_peers=r.key_list(w, "worker.static_peers"),
+    )
+
+
+# --- entry points -----------------------------------------------------------------
+
+
+def config_path(cli_path: str | None = None) -> str:
+    """--config FILE, else $WGKEX_CONFIG_FILE, else /etc/wgkex.yaml (as wgkex)."""
+    return cli_path or os.environ.get(ENV_CONFIG_FILE) or DEFAULT_CONFIG_FILE
+
+
+def parse_config(data: Any, path: str = "<string>") -> Config:
+    r = _Reader(path)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config {path}: top level must be a mapping, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in _TOP_KEYS)
+    if unknown:
+        r.warnings.append(f"config {path}: unknown top-level key(s) {', '.join(unknown)}; ignored")
+    domains, prefixes = _domains(r, data)
+    logging_config = data.get("logging_config")
+    if logging_config is not None and not isinstance(logging_config, Mapping):
+        raise r.fail("logging_config", "must be a logging.config.dictConfig mapping", logging_config)
+    external = data.get("externalName")
+    if external is not None and (not isinstance(external, str) or not external):
+        raise r.fail("externalName", "must be a non-empty string (the gateway's public name)", external)
+    return Config(
+        path=path,
+        domains=domains,
+        domain_prefixes=prefixes,
+        workers=_workers(r, data),
+        external_name=external,
+        mqtt=_mqtt(r, data),
+        broker_listen=_listen(r, data),
+        domain_rules=_domain_rules(r, data, domains),
+        broker=_broker(r, data, domains),
+        worker=_worker(r, data),
+        logging_config=logging_config,
+        warnings=tuple(r.warnings),
+    )
+
+
+def load_config(path: str | None = None) -> Config:
+    path = config_path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1} column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config {path}: not valid YAML{at}: {problem}") from None
+    return parse_config(data, path)
+
+
+def load_or_exit(path: str | None = None) -> Config:
+    """For the daemons' main(): the one-line error on stderr and exit 2."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+    return cfg
+
+
+def setup_logging(cfg: Config, level: int = logging.INFO) -> None:
+    """Apply the file's logging_config (wgkex's key) or a plain stderr format."""
+    if cfg.logging_config:
+        try:
+            logging.config.dictConfig(dict(cfg.logging_config))
+        except (ValueError, TypeError, AttributeError, ImportError) as exc:
+            print(f"config {cfg.path}: logging_config: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
