@@ -1,0 +1,171 @@
+"""Shared fixtures for the daemon integration tests: a real mosquitto.
+
+`mosquitto` starts mosquitto 2.x on 127.0.0.1 at a free port, with its own
+config, persistence directory and log under tmp_path; `mosquitto_factory`
+builds variants (password file via mosquitto_passwd, TLS listener). Both
+return a `Mosquitto` that can `stop()`, `start()` and `restart()` on the same
+port with the same persistence (for "restart mosquitto mid-stream" tests).
+Every process started here is killed by PID at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on 127.0.0.1 (tiny race, no fixed ports)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+@dataclass
+class Mosquitto:
+    """One mosquitto instance under `workdir`; restartable on the same port."""
+
+    workdir: Path
+    port: int
+    users: dict[str, str] = field(default_factory=dict)
+    tls: dict[str, str] | None = None  # {"cafile", "certfile", "keyfile"} of the server
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen | None = None
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def write_config(self) -> None:
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        lines = [
+            f"listener {self.port} {self.host}",
+            "persistence true",
+            f"persistence_location {data}/",
+            "autosave_interval 1",
+            f"log_dest file {self.log_path}",
+            "log_type all",
+            "max_queued_messages 100000",
+        ]
+        if os.geteuid() == 0:
+            # As root mosquitto drops to user "mosquitto", which cannot read
+            # pytest's 0700 tmp dirs; this test instance stays root instead.
+            lines.append("user root")
+        if self.users:
+            if MOSQUITTO_PASSWD is None:
+                pytest.skip("mosquitto_passwd not installed (Debian package mosquitto)")
+            pwfile = self.workdir / "passwd"
+            pwfile.unlink(missing_ok=True)
+            for i, (user, password) in enumerate(self.users.items()):
+                args = [MOSQUITTO_PASSWD, "-b"] + (["-c"] if i == 0 else []) + [str(pwfile), user, password]
+                subprocess.run(args, check=True, capture_output=True)
+            pwfile.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {pwfile}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.tls:
+            lines += [
+                f"cafile {self.tls['cafile']}",
+                f"certfile {self.tls['certfile']}",
+                f"keyfile {self.tls['keyfile']}",
+            ]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        if not Path(MOSQUITTO).exists():
+            pytest.skip("mosquitto not installed (Debian package mosquitto)")
+        self.write_config()
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for_port(self.host, self.port, proc=self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
+            self.stop()
+            raise RuntimeError(f"mosquitto did not start: {exc}\n{err}{self.log_tail()}") from None
+
+    def stop(self) -> None:
+        """SIGTERM and wait: mosquitto saves its persistence file on the way out."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Start mosquitto variants: factory(users={"u": "pw"}, tls={...})."""
+    started: list[Mosquitto] = []
+
+    def factory(users: dict[str, str] | None = None, tls: dict[str, str] | None = None) -> Mosquitto:
+        workdir = tmp_path / f"mosquitto{len(started)}"
+        workdir.mkdir()
+        mq = Mosquitto(workdir=workdir, port=free_port(), users=users or {}, tls=tls)
+        started.append(mq)
+        mq.start()
+        return mq
+
+    yield factory
+    for mq in started:
+        mq.stop()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory) -> Mosquitto:
+    """A plain anonymous mosquitto with persistence, on 127.0.0.1:<free port>."""
+    return mosquitto_factory()
