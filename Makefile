@@ -14,6 +14,8 @@ COLLECTION_LINK := $(BUILD)/collections/ansible_collections/freifunk/wgmesh
 # ansible-test wants a real tree under ansible_collections/<ns>/<name>.
 SANITY_TREE := $(BUILD)/sanity/ansible_collections/freifunk/wgmesh
 PYTEST_ARGS ?=
+# ansible-test needs the controller Python's version (the venv's).
+PYVER = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 # Molecule scenarios `make molecule` runs, in order; override to run one.
 MOLECULE_SCENARIOS ?= $(shell cat molecule/scenarios.txt 2>/dev/null | grep -v '^\#')
 
@@ -56,11 +58,28 @@ lint: deps ## ruff, yamllint, ansible-lint (production profile)
 	yamllint --strict .
 	ansible-lint --offline
 
+# ansible-test --requirements installs its own pins: keep them out of the main venv.
+# (--venv would fetch pip's bootstrap script from a host unreachable here.)
+SANITY_VENV := $(BUILD)/sanity-venv
+$(SANITY_VENV)/.installed: requirements/test.txt
+	$(PYTHON) -m venv $(SANITY_VENV)
+	$(SANITY_VENV)/bin/pip install --quiet --disable-pip-version-check $$(grep -E '^ansible-core==' requirements/test.txt)
+	touch $@
+
+# The pip version ansible-test bootstraps its sanity venvs with.
+ANSIBLE_TEST_PIP = $(shell $(SANITY_VENV)/bin/python -c 'import re, ansible_test._internal.python_requirements as r, inspect; print(re.search(r"pip=.([0-9.]+)", inspect.getsource(r.get_venv_packages)).group(1))')
+
+.PHONY: sanity-pip-bootstrap
+sanity-pip-bootstrap: $(SANITY_VENV)/.installed
+	install -D -m 0644 hack/ansible-test-get-pip.py $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py
+
 .PHONY: sanity
-sanity: deps ## ansible-test sanity on a copy of the tracked tree
+sanity: deps sanity-pip-bootstrap ## ansible-test sanity on a copy of the tracked tree
 	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
 	git ls-files -co --exclude-standard | rsync -a --files-from=- . $(SANITY_TREE)/
-	cd $(SANITY_TREE) && ansible-test sanity --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --requirements --color no
+	# A repo of its own, so ansible-test lists these files and not the enclosing checkout's.
+	cd $(SANITY_TREE) && git init -q && git add -A
+	cd $(SANITY_TREE) && PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --requirements --python $(PYVER) --color no
 
 .PHONY: unit
 unit: deps ## Unit tests (seconds)
