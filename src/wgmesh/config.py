@@ -89,6 +89,9 @@ class WorkerConfig:
     stale_after: int = 10800
     grace_period: int = 600
     static_peers: tuple[str, ...] = ()
+    metrics_listen: tuple[str, int] | None = None  # Prometheus "host:port"; None = off
+    # Per-domain interface names overriding the derived wg-<dom>/vx-<dom> (legacy names, tests).
+    interfaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,38 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
     )
 
 
-def _worker(r: _Reader, data: Mapping) -> WorkerConfig:
+def _listen_address(r: _Reader, w: Mapping, key: str) -> tuple[str, int] | None:
+    value = w.get(key.rsplit(".", 1)[-1])
+    if value is None:
+        return None
+    host, sep, port = str(value).rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise r.fail(key, 'must be "host:port" (e.g. "127.0.0.1:9561" or "[::1]:9561")', value)
+    return host, int(port)
+
+
+def _worker_interfaces(r: _Reader, w: Mapping, domains: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    value = w.get("interfaces") or {}
+    if not isinstance(value, Mapping):
+        raise r.fail("worker.interfaces", "must be a mapping of domain to {wg: NAME, vx: NAME}", value)
+    out = {}
+    for domain, names in value.items():
+        key = f"worker.interfaces.{domain}"
+        if domain not in domains:
+            raise r.fail(key, "is not one of the configured domains", list(domains))
+        r.section(value, key, ("wg", "vx"), strict=True, name=domain)
+        out[domain] = {}
+        for kind in ("wg", "vx"):
+            name = r.str_(names, f"{key}.{kind}", None)
+            if name is not None and (len(name) > derive.IFNAMSIZ or any(c in name for c in "/: \t\n")):
+                raise r.fail(f"{key}.{kind}", f"must be a Linux interface name (at most {derive.IFNAMSIZ} chars)", name)
+            if name is not None:
+                out[domain][kind] = name
+    return out
+
+
+def _worker(r: _Reader, data: Mapping, domains: tuple[str, ...] = ()) -> WorkerConfig:
     w = r.section(data, "worker", _WORKER_KEYS, strict=True)
     backend = w.get("backend", "auto")
     if backend not in WORKER_BACKENDS:
@@ -340,6 +374,8 @@ def _worker(r: _Reader, data: Mapping) -> WorkerConfig:
         stale_after=r.int_(w, "worker.stale_after", 10800, 1),
         grace_period=r.int_(w, "worker.grace_period", 600, 0),
         static_peers=r.key_list(w, "worker.static_peers"),
+        metrics_listen=_listen_address(r, w, "worker.metrics_listen"),
+        interfaces=_worker_interfaces(r, w, domains),
     )
 
 
@@ -375,7 +411,7 @@ def parse_config(data: Any, path: str = "<string>") -> Config:
         broker_listen=_listen(r, data),
         domain_rules=_domain_rules(r, data, domains),
         broker=_broker(r, data, domains),
-        worker=_worker(r, data),
+        worker=_worker(r, data, domains),
         logging_config=logging_config,
         warnings=tuple(r.warnings),
     )
