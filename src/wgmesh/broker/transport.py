@@ -1,0 +1,149 @@
+"""MQTT transport for the broker: paho's network thread bridged into asyncio.
+
+`publish()` resolves only when mosquitto acknowledged the message (PUBACK of
+a QoS 1 publish), so the HTTP layer answers 200 only for keys mosquitto holds.
+paho calls on_publish from its own thread while holding its internal message
+lock; we therefore never hold our lock while calling into paho, and a PUBACK
+that beats the registration of its future is parked in `_early_acks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+
+from wgmesh import mqtt, protocol
+from wgmesh.config import MqttConfig
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = (
+    (protocol.TOPIC_STATUS_SUB, protocol.QOS_STATUS),
+    (protocol.TOPIC_METRICS_SUB, protocol.QOS_METRICS),
+    (protocol.TOPIC_DATA_SUB, protocol.QOS_DATA),
+)
+MAX_INFLIGHT = 1000  # PUBACKs we wait for at once; paho's default of 20 throttles bursts
+
+
+class PublishError(Exception):
+    """The message is not known to be with mosquitto (not connected, timeout, lost link)."""
+
+
+class BrokerTransport:
+    def __init__(self, cfg: MqttConfig, loop: asyncio.AbstractEventLoop, on_message: Callable[[str, bytes], None]):
+        self.cfg = cfg
+        self.loop = loop
+        self.on_message = on_message
+        self.connected = False
+        self.last_error: str | None = "not connected yet"
+        self._lock = threading.Lock()
+        self._pending: dict[int, asyncio.Future] = {}
+        self._early_acks: set[int] = set()
+        client_id = cfg.client_id or f"wgmesh-broker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.client = mqtt.make_client(cfg, client_id=client_id, clean_start=True)
+        self.client.max_inflight_messages_set(MAX_INFLIGHT)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+
+    @property
+    def where(self) -> str:
+        return f"{self.cfg.broker_url}:{self.cfg.broker_port}"
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        mqtt.connect_async(self.client, self.cfg)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._fail_pending("broker is shutting down")
+
+    # --- paho callbacks (paho's network thread) -----------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = mqtt.describe_connack(reason_code)
+            log.error("%s (%s:%s)", self.last_error, self.cfg.broker_url, self.cfg.broker_port)
+            return
+        # Subscribe on every (re)connect: retained status/metrics/data arrive again.
+        client.subscribe(list(SUBSCRIPTIONS))
+        self.connected = True
+        self.last_error = None
+        log.info("connected to MQTT %s:%s", self.cfg.broker_url, self.cfg.broker_port)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.last_error = f"cannot connect to MQTT broker {self.where}"
+        log.warning("%s; retrying", self.last_error)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected
+        self.connected = False
+        if self.last_error is None or was:
+            self.last_error = f"MQTT connection to {self.where} lost ({reason_code})"
+        if was:
+            log.warning("%s; paho reconnects by itself", self.last_error)
+        # Whatever was in flight is not known to be stored: let HTTP answer 503 now.
+        self._fail_pending("MQTT connection lost before the broker acknowledged the key")
+
+    def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
+        self.loop.call_soon_threadsafe(self.on_message, msg.topic, msg.payload)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            fut = self._pending.pop(mid, None)
+            if fut is None:
+                self._early_acks.add(mid)
+                return
+        failed = reason_code.is_failure
+        self.loop.call_soon_threadsafe(
+            _settle, fut, PublishError(f"MQTT broker refused: {reason_code}") if failed else None
+        )
+
+    def _fail_pending(self, why: str) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._early_acks.clear()
+        for fut in pending.values():
+            self.loop.call_soon_threadsafe(_settle, fut, PublishError(why))
+
+    # --- asyncio side -----------------------------------------------------------
+
+    async def publish(self, topic: str, payload: str, qos: int, timeout: float) -> None:
+        """Return once mosquitto acknowledged; raise PublishError otherwise."""
+        if not self.connected:
+            raise PublishError(f"MQTT broker unreachable ({self.last_error or 'not connected'})")
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise PublishError(f"MQTT publish failed: {paho.error_string(info.rc)}")
+        fut = self.loop.create_future()
+        with self._lock:
+            if info.mid in self._early_acks:
+                self._early_acks.discard(info.mid)
+                return
+            self._pending[info.mid] = fut
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            with self._lock:
+                self._pending.pop(info.mid, None)
+            raise PublishError(f"MQTT broker did not acknowledge within {timeout:g}s") from None
+
+
+def _settle(fut: asyncio.Future, error: Exception | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
