@@ -1,0 +1,41 @@
+"""wgmesh-worker --config FILE: the gateway worker (see wgmesh.worker)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from wgmesh.config import load_or_exit, setup_logging
+from wgmesh.worker.daemon import Worker
+
+log = logging.getLogger("wgmesh.worker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wgmesh-worker", description=__doc__)
+    parser.add_argument("--config", help="YAML config (default: $WGKEX_CONFIG_FILE, else /etc/wgkex.yaml)")
+    parser.add_argument("--debug", action="store_true", help="log at debug level")
+    args = parser.parse_args(argv)
+    cfg = load_or_exit(args.config)
+    setup_logging(cfg, logging.DEBUG if args.debug else logging.INFO)
+    try:
+        worker = Worker(cfg)
+    except ValueError as exc:
+        print(f"config {cfg.path}: {exc}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum, frame):
+        log.info("signal %d: publishing offline status and stopping", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("worker %s for domains %s", worker.name, ", ".join(worker.domains))
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

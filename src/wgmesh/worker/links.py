@@ -1,0 +1,119 @@
+"""Routes and VXLAN forwarding entries over rtnetlink (pyroute2 IPRoute).
+
+Per node: `<lladdr>/128 dev wg-<dom>` and, on vx-<dom>, `00:00:00:00:00:00 dst <lladdr>`
+with the outgoing interface wg-<dom> (NDA_IFINDEX): the destination is link-local, so the
+kernel cannot pick the interface by itself. Removal tolerates entries that are gone already.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+log = logging.getLogger(__name__)
+
+ZERO_MAC = "00:00:00:00:00:00"
+_GONE = (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
+
+
+class LinkError(Exception):
+    """rtnetlink refused a change; the message names the interface and address."""
+
+
+def _addr(value) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address(value)
+
+
+class Links:
+    """One rtnetlink socket, used from one thread (the worker's apply loop)."""
+
+    def __init__(self) -> None:
+        self.ipr = IPRoute()
+
+    def close(self) -> None:
+        self.ipr.close()
+
+    def ifindex(self, ifname: str) -> int | None:
+        found = self.ipr.link_lookup(ifname=ifname)
+        return found[0] if found else None
+
+    def link_local(self, ifname: str) -> ipaddress.IPv6Address | None:
+        index = self.ifindex(ifname)
+        if index is None:
+            return None
+        for msg in self.ipr.get_addr(family=socket.AF_INET6, index=index):
+            addr = _addr(msg.get_attr("IFA_ADDRESS"))
+            if addr.is_link_local:
+                return addr
+        return None
+
+    # --- reading -----------------------------------------------------------
+    def host_routes(self, wg_index: int) -> set[ipaddress.IPv6Address]:
+        """Link-local /128 routes through the WireGuard interface (main table)."""
+        found = set()
+        for msg in self.ipr.route("dump", family=socket.AF_INET6, table=254):
+            if msg["dst_len"] == 128 and msg.get_attr("RTA_OIF") == wg_index:
+                dst = msg.get_attr("RTA_DST")
+                if dst and _addr(dst).is_link_local:
+                    found.add(_addr(dst))
+        return found
+
+    def fdb_destinations(self, vx_index: int, wg_index: int) -> set[ipaddress.IPv6Address]:
+        """Destinations of the all-zero (flood) entries on the VXLAN device that go via wg."""
+        found = set()
+        for msg in self.ipr.neigh("dump", family=socket.AF_BRIDGE):
+            if msg["ifindex"] != vx_index or msg.get_attr("NDA_LLADDR") != ZERO_MAC:
+                continue
+            dst = msg.get_attr("NDA_DST")
+            if dst and msg.get_attr("NDA_IFINDEX") == wg_index:
+                found.add(_addr(dst))
+        return found
+
+    # --- changing ----------------------------------------------------------
+    def add_route(self, lladdr: ipaddress.IPv6Address, wg_index: int) -> None:
+        try:
+            self.ipr.route("replace", dst=f"{lladdr}/128", oif=wg_index, family=socket.AF_INET6)
+        except NetlinkError as exc:
+            raise LinkError(f"route {lladdr}/128 dev #{wg_index}: {exc}") from None
+
+    def del_route(self, lladdr: ipaddress.IPv6Address, wg_index: int) -> None:
+        try:
+            self.ipr.route("del", dst=f"{lladdr}/128", oif=wg_index, family=socket.AF_INET6)
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise LinkError(f"delete route {lladdr}/128 dev #{wg_index}: {exc}") from None
+
+    def add_fdb(self, lladdr: ipaddress.IPv6Address, vx_index: int, wg_index: int) -> None:
+        try:
+            self.ipr.fdb("append", ifindex=vx_index, lladdr=ZERO_MAC, dst=str(lladdr), NDA_IFINDEX=wg_index)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:  # the same entry twice is what we want
+                raise LinkError(f"fdb {ZERO_MAC} dst {lladdr} dev #{vx_index}: {exc}") from None
+
+    def del_fdb(self, lladdr: ipaddress.IPv6Address, vx_index: int, wg_index: int) -> None:
+        # the kernel matches the remote by dst AND outgoing ifindex: without it nothing is deleted
+        try:
+            self.ipr.fdb("del", ifindex=vx_index, lladdr=ZERO_MAC, dst=str(lladdr), NDA_IFINDEX=wg_index)
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise LinkError(f"delete fdb dst {lladdr} dev #{vx_index}: {exc}") from None
+
+    def add_many(
+        self, lladdrs: Iterable[ipaddress.IPv6Address], wg_index: int, vx_index: int | None
+    ) -> list[tuple[ipaddress.IPv6Address, Exception]]:
+        """Route (and FDB entry when the VXLAN device exists) for each address; failures returned, not raised."""
+        failed = []
+        for lladdr in lladdrs:
+            try:
+                self.add_route(lladdr, wg_index)
+                if vx_index is not None:
+                    self.add_fdb(lladdr, vx_index, wg_index)
+            except LinkError as exc:
+                failed.append((lladdr, exc))
+        return failed
