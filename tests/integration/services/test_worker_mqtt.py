@@ -1,0 +1,206 @@
+"""The worker against a real mosquitto, with wireguard-go and VXLAN in network namespaces.
+
+Two gateways (namespaces h6-<id>, interfaces wg-<id>/vx-<id>) run one worker each for the
+same domain; keys published on wireguard/<domain>/all must become a peer, a route and an FDB
+entry on both, also across a killed worker and a restarted mosquitto.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import queue
+import secrets
+import threading
+import time
+
+import pytest
+from worker_fixtures import gateways, wait_until  # noqa: F401 (pytest fixture)
+
+from wgmesh import derive, mqtt, protocol
+from wgmesh.config import MqttConfig
+
+PREFIX = "t_"
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+class Publisher:
+    """A QoS 1 publisher with a persistent session (as the broker is), on the host."""
+
+    def __init__(self, port: int):
+        cfg = MqttConfig(broker_url="127.0.0.1", broker_port=port)
+        self.client = mqtt.make_client(cfg, client_id=f"h6-pub-{secrets.token_hex(3)}", clean_start=False)
+        self.retained: dict[str, str] = {}
+        self.connected = threading.Event()
+
+        def on_connect(c, u, flags, rc, props):
+            c.subscribe([("wireguard-worker/#", 1), ("wireguard-metrics/#", 1)])
+            self.connected.set()
+
+        self.client.on_connect = on_connect
+        self.client.on_message = lambda c, u, m: self.retained.__setitem__(m.topic, m.payload.decode())
+        mqtt.connect_async(self.client, cfg)
+        self.client.loop_start()
+        assert self.connected.wait(10), "publisher could not connect to mosquitto"
+
+    def keys(self, domain: str, keys: list[str]) -> None:
+        infos = [self.client.publish(protocol.topic_key(domain), k, qos=protocol.QOS_KEY) for k in keys]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher(mosquitto):
+    pub = Publisher(mosquitto.port)
+    yield pub
+    pub.close()
+
+
+@pytest.fixture
+def domain():
+    return f"{PREFIX}{secrets.token_hex(3)}"
+
+
+def start_workers(gateways, mosquitto, publisher, domain, count=2, **worker):  # noqa: F811
+    """Gateways with running workers, returned once each has subscribed (its status is "1":
+    the worker subscribes before it publishes that). Keys published before a worker's very
+    first subscription are not queued for it: mosquitto has no session for it yet."""
+    started = [gateways() for _ in range(count)]
+    for gw in started:
+        gw.write_config(domain, PREFIX, 1883, **worker)
+        gw.start_worker(mosquitto.port)
+    for gw in started:
+        wait_until(
+            lambda gw=gw: publisher.retained.get(protocol.topic_status(gw.name)) == "1", what=f"{gw.name} online"
+        )
+    return started
+
+
+def test_keys_become_peers_routes_and_fdb_on_two_workers(gateways, mosquitto, publisher, domain):  # noqa: F811
+    pair = start_workers(gateways, mosquitto, publisher, domain)
+    keys = [new_key() for _ in range(25)]
+    publisher.keys(domain, [*keys[:10], "not-a-key", keys[0] + "\n", *keys[10:]])
+    for gw in pair:
+        wait_until(lambda gw=gw: gw.has_all(keys), what=f"25 peers on {gw.wg}\n{gw.log_text()}")
+        assert len(gw.peers()) == 25  # the malformed keys added nothing
+        assert gw.worker_proc.poll() is None, "a malformed key must not stop the worker"
+        assert "malformed key" in gw.log_text()
+        # what the broker reads: status, data, connected_peers
+        data = json.loads(wait_until(lambda gw=gw: publisher.retained.get(protocol.topic_data(gw.name, domain))))
+        assert data == {
+            "ExternalAddress": f"gw-{gw.id}.example.net",
+            "Port": gw.listen_port,
+            "PublicKey": gw.public_key,
+            "LinkAddress": gw.lladdr,
+        }
+        assert wait_until(lambda gw=gw: publisher.retained.get(protocol.topic_metrics(domain, gw.name))) == "0"
+        journal = json.loads(gw.journal_path.read_text())
+        assert set(journal["domains"][domain]) == set(keys)
+
+
+def test_keys_published_while_a_worker_is_dead_are_applied_after_restart(gateways, mosquitto, publisher, domain):  # noqa: F811
+    a, b = start_workers(gateways, mosquitto, publisher, domain)
+    first = [new_key() for _ in range(5)]
+    publisher.keys(domain, first)
+    wait_until(lambda: a.has_all(first) and b.has_all(first), what="first keys on both")
+    b.stop_worker(hard=True)  # kill -9: no goodbye, the last will says offline
+    wait_until(
+        lambda: publisher.retained.get(protocol.topic_status(b.name)) == "0", what="last will of the killed worker"
+    )
+    later = [new_key() for _ in range(40)]
+    publisher.keys(domain, later)
+    wait_until(lambda: a.has_all(later), what="keys on the live worker")
+    assert not any(k in b.peers() for k in later)
+    b.start_worker(mosquitto.port)
+    wait_until(lambda: b.has_all(first + later), what=f"keys on the restarted worker\n{b.log_text()}")
+    assert publisher.retained.get(protocol.topic_status(b.name)) == "1"
+
+
+def test_mosquitto_restart_mid_stream_loses_nothing(gateways, mosquitto, publisher, domain):  # noqa: F811
+    pair = start_workers(gateways, mosquitto, publisher, domain)
+    keys = [new_key() for _ in range(200)]
+    errors: queue.Queue = queue.Queue()
+    sent = []
+
+    def publish_all():
+        # a paced stream, one key at a time; paho holds the QoS 1 messages of its persistent
+        # session while mosquitto is away and sends them after reconnecting
+        try:
+            for key in keys:
+                publisher.client.publish(protocol.topic_key(domain), key, qos=protocol.QOS_KEY)
+                sent.append(key)
+                time.sleep(0.01)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.put(exc)
+
+    thread = threading.Thread(target=publish_all)
+    thread.start()
+    wait_until(lambda: len(pair[0].peers()) >= 20, what="the stream to start")
+    mosquitto.restart()
+    restarted_after = len(sent)
+    thread.join(120)
+    assert errors.empty(), errors.get()
+    assert restarted_after < len(keys), "mosquitto must restart while keys are still being published"
+    for gw in pair:
+        wait_until(lambda gw=gw: gw.has_all(keys), timeout=60, what=f"all 200 keys on {gw.wg}\n{gw.log_text()}")
+
+
+def test_reconcile_restores_kernel_state_from_the_journal(gateways, mosquitto, publisher, domain):  # noqa: F811
+    (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1, reconcile_interval=1)
+    keys = [new_key() for _ in range(6)]
+    publisher.keys(domain, keys)
+    wait_until(lambda: gw.has_all(keys), what="keys applied")
+    # a gateway that lost its kernel state (interface recreated, route flushed, FDB cleared)
+    gw.ns("wg", "set", gw.wg, "peer", keys[0], "remove")
+    gw.ns("ip", "-6", "route", "del", f"{derive.lladdr_from_key(keys[1])}/128", "dev", gw.wg)
+    lladdr2 = str(derive.lladdr_from_key(keys[2]))
+    gw.ns("bridge", "fdb", "del", "00:00:00:00:00:00", "dev", gw.vx, "dst", lladdr2, "via", gw.wg)
+    assert not gw.has_all(keys)
+    wait_until(lambda: gw.has_all(keys), what=f"reconcile to repair peer, route and FDB\n{gw.log_text()}")
+    # and after a restart without MQTT traffic the journal alone brings everything back
+    gw.stop_worker()
+    gw.ns("wg", "set", gw.wg, *[a for k in keys for a in ("peer", k, "remove")])
+    assert gw.peers() == {}
+    mosquitto.stop()  # reconcile on start must not wait for the broker
+    gw.start_worker(mosquitto.port)
+    wait_until(lambda: gw.has_all(keys), what=f"journal replay on start\n{gw.log_text()}")
+
+
+def test_stale_peers_are_removed_but_static_and_fresh_ones_stay(gateways, mosquitto, publisher, domain):  # noqa: F811
+    static = new_key()
+    (gw,) = start_workers(
+        gateways,
+        mosquitto,
+        publisher,
+        domain,
+        count=1,
+        reconcile_interval=1,
+        stale_after=3,
+        grace_period=0,
+        static_peers=[static],
+    )
+    gw.ns("wg", "set", gw.wg, "peer", static, "allowed-ips", "fe80::1234/128")
+    keys = [new_key() for _ in range(3)]
+    publisher.keys(domain, keys)
+    wait_until(lambda: gw.has_all(keys), what="keys applied")
+    # removal must tolerate parts that are gone already: drop one route and one FDB entry first
+    gw.ns("ip", "-6", "route", "del", f"{derive.lladdr_from_key(keys[0])}/128", "dev", gw.wg, check=False)
+    lladdr1 = str(derive.lladdr_from_key(keys[1]))
+    gw.ns("bridge", "fdb", "del", "00:00:00:00:00:00", "dev", gw.vx, "dst", lladdr1, "via", gw.wg, check=False)
+    # no node ever handshakes here: after stale_after the peers go, with routes and FDB entries
+    wait_until(lambda: not any(k in gw.peers() for k in keys), what=f"stale peers removed\n{gw.log_text()}")
+    lladdrs = {str(derive.lladdr_from_key(k)) for k in keys}
+    assert not lladdrs & gw.routes()
+    assert not lladdrs & gw.fdb()
+    assert static in gw.peers(), "a static peer is never touched"
+    journal = json.loads(gw.journal_path.read_text())
+    assert not set(journal["domains"].get(domain, {})) & set(keys)
+    assert gw.worker_proc.poll() is None

@@ -1,0 +1,307 @@
+"""Worker integration fixtures: gateways in network namespaces with wireguard-go and VXLAN.
+
+Each `Gateway` is a namespace `h6-<id>` holding a wireguard-go interface `wg-<id>` (with its
+private key, listen port and link-local address, like the gateway role sets it up) and a VXLAN
+device `vx-<id>` over it. Names carry a random id: wireguard-go's sockets
+(/var/run/wireguard/<if>.sock) are global to the host, and other engineers run tests at the
+same time. The worker runs inside the namespace (`ip netns exec`); mosquitto listens on the
+host's loopback, which a namespace cannot reach, so a small relay listens on 127.0.0.1 inside
+the namespace and forwards to the host's mosquitto. Everything is removed by PID / name at
+teardown, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wgmesh import derive
+
+CLONE_NEWNET = 0x40000000
+WORKER_BIN = str(Path(sys.executable).with_name("wgmesh-worker"))
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def require_tools() -> None:
+    for tool in ("wireguard-go", "wg", "ip", "bridge"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (Debian packages wireguard-go, wireguard-tools, iproute2)")
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+
+
+def run(*args: str, check: bool = True, input: str | None = None) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True, input=input)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll for an eventual state (correctness, not speed: the timeout only bounds a hang)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class Relay:
+    """TCP relay: 127.0.0.1:<port> inside a namespace -> 127.0.0.1:<target> on the host."""
+
+    def __init__(self, netns: str, port: int, target_port: int):
+        self.target_port = target_port
+        self.conns: list[socket.socket] = []
+        self.closed = False
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def listen() -> None:
+            # setns changes only this thread; the listening socket stays in the namespace
+            host_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+            ns = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
+            try:
+                _setns(ns)
+                self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self.sock.bind(("127.0.0.1", port))
+                self.sock.listen(64)
+                _setns(host_ns)  # connections to mosquitto leave from the host namespace
+            except BaseException as exc:
+                error.append(exc)
+                return
+            finally:
+                os.close(ns)
+                os.close(host_ns)
+                ready.set()
+            self._accept_loop()
+
+        self.thread = threading.Thread(target=listen, daemon=True)
+        self.thread.start()
+        ready.wait()
+        if error:
+            raise error[0]
+
+    def _accept_loop(self) -> None:
+        while not self.closed:
+            try:
+                down, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                up.settimeout(None)
+            except OSError:
+                down.close()  # mosquitto is down: the worker retries by itself
+                continue
+            self.conns += [down, up]
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+@dataclass
+class Gateway:
+    """A namespace with wg-<id> (wireguard-go) and vx-<id>; plus the worker that runs in it."""
+
+    id: str
+    workdir: Path
+    netns: str = ""
+    wg: str = ""
+    vx: str = ""
+    listen_port: int = 0
+    public_key: str = ""
+    lladdr: str = ""
+    wg_proc: subprocess.Popen | None = None
+    worker_proc: subprocess.Popen | None = None
+    relay: Relay | None = None
+    config_path: Path | None = None
+    logs: list[Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.netns, self.wg, self.vx = f"h6-{self.id}", f"wg-{self.id}", f"vx-{self.id}"
+
+    # --- the interfaces (what the gateway role creates; never the worker) -------------
+    def create(self, vxlan: bool = True) -> None:
+        run("ip", "netns", "add", self.netns)
+        self.ns("ip", "link", "set", "lo", "up")
+        env = dict(os.environ, WG_PROCESS_FOREGROUND="1", LOG_LEVEL="error")
+        self.wg_proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, "wireguard-go", self.wg],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: Path(f"/var/run/wireguard/{self.wg}.sock").exists(), 10, what=f"{self.wg} socket")
+        keyfile = self.workdir / f"{self.wg}.key"
+        keyfile.touch(mode=0o600)
+        keyfile.write_text(run("wg", "genkey"))
+        self.public_key = run("wg", "pubkey", input=keyfile.read_text()).strip()
+        self.listen_port = 40000 + secrets.randbelow(20000)  # inside our own namespace only
+        self.ns("wg", "set", self.wg, "private-key", str(keyfile), "listen-port", str(self.listen_port))
+        self.lladdr = str(derive.lladdr_from_key(self.public_key))
+        self.ns("ip", "link", "set", self.wg, "up")
+        self.ns("ip", "-6", "addr", "add", f"{self.lladdr}/64", "dev", self.wg, "nodad")
+        if vxlan:
+            self.ns("ip", "link", "add", self.vx, "type", "vxlan", "id", "4831583", "dstport", "8472",
+                    "local", self.lladdr, "dev", self.wg)  # fmt: skip
+            self.ns("ip", "link", "set", self.vx, "up")
+
+    def ns(self, *args: str, check: bool = True) -> str:
+        return run("ip", "netns", "exec", self.netns, *args, check=check)
+
+    def destroy(self) -> None:
+        self.stop_worker(hard=True)
+        if self.relay:
+            self.relay.close()
+        if self.wg_proc and self.wg_proc.poll() is None:
+            self.wg_proc.terminate()
+            try:
+                self.wg_proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.wg_proc.kill()
+                self.wg_proc.wait()
+        run("ip", "netns", "del", self.netns, check=False)
+        Path(f"/var/run/wireguard/{self.wg}.sock").unlink(missing_ok=True)
+
+    # --- what the tests look at ----------------------------------------------------
+    def peers(self) -> dict[str, dict]:
+        """wg show dump: key -> {allowed_ips, handshake}."""
+        out = {}
+        for line in self.ns("wg", "show", self.wg, "dump").splitlines()[1:]:
+            f = line.split("\t")
+            out[f[0]] = {"allowed_ips": f[3], "handshake": int(f[4])}
+        return out
+
+    def routes(self) -> set[str]:
+        out = self.ns("ip", "-6", "route", "show", "dev", self.wg)
+        return {line.split()[0] for line in out.splitlines() if line and "/" not in line.split()[0]}
+
+    def fdb(self) -> set[str]:
+        out = self.ns("bridge", "fdb", "show", "dev", self.vx)
+        found = set()
+        for line in out.splitlines():
+            f = line.split()
+            if f and f[0] == "00:00:00:00:00:00" and "dst" in f and "via" in f and f[f.index("via") + 1] == self.wg:
+                found.add(f[f.index("dst") + 1])
+        return found
+
+    def has_all(self, keys, rule: str = "ffmuc") -> bool:
+        peers, routes, fdb = self.peers(), self.routes(), self.fdb()
+        for key in keys:
+            lladdr = str(derive.lladdr_from_key(key, rule))
+            if peers.get(key, {}).get("allowed_ips") != f"{lladdr}/128" or lladdr not in routes or lladdr not in fdb:
+                return False
+        return True
+
+    # --- the worker ---------------------------------------------------------------
+    def write_config(self, domain: str, prefix: str, mqtt_port: int, **worker) -> Path:
+        self.config_path = self.workdir / f"worker-{self.id}.yaml"
+        cfg = {
+            "domains": [domain],
+            "domain_prefixes": [prefix],
+            "externalName": f"gw-{self.id}.example.net",
+            "mqtt": {"broker_url": "127.0.0.1", "broker_port": mqtt_port, "keepalive": 5},
+            "worker": {
+                "name": f"h6w-{self.id}",
+                "journal": str(self.workdir / f"journal-{self.id}.json"),
+                "interfaces": {domain: {"wg": self.wg, "vx": self.vx}},
+                **worker,
+            },
+        }
+        self.config_path.write_text(yaml.safe_dump(cfg))
+        return self.config_path
+
+    @property
+    def name(self) -> str:
+        return f"h6w-{self.id}"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.workdir / f"journal-{self.id}.json"
+
+    def start_worker(self, mosquitto_port: int, relay_port: int = 1883) -> None:
+        if self.relay is None:
+            self.relay = Relay(self.netns, relay_port, mosquitto_port)
+        log = self.workdir / f"worker-{self.id}-{len(self.logs)}.log"
+        self.logs.append(log)
+        with open(log, "w") as fh:
+            self.worker_proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, WORKER_BIN, "--config", str(self.config_path), "--debug"],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop_worker(self, hard: bool = False) -> None:
+        proc = self.worker_proc
+        if proc is None or proc.poll() is not None:
+            return
+        # `ip netns exec` execs the worker, so this PID is the worker itself
+        proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+@pytest.fixture
+def gateways(tmp_path):
+    """factory(vxlan=True) -> a fresh Gateway; all torn down at the end."""
+    require_tools()
+    made: list[Gateway] = []
+
+    def factory(vxlan: bool = True) -> Gateway:
+        gw = Gateway(id=secrets.token_hex(3), workdir=tmp_path)
+        made.append(gw)
+        gw.create(vxlan=vxlan)
+        return gw
+
+    yield factory
+    for gw in made:
+        gw.destroy()
