@@ -17,26 +17,26 @@ from ansible_collections.freifunk.wgmesh.plugins.module_utils._derive import (
 from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import check_key
 
 
-def _checked(key, rule, what):
+def _checked(key, rule):
     try:
         check_rule(rule)
-        return check_key(key, what)
+        return check_key(key, "public key")
     except ValueError as e:
-        raise AnsibleFilterError("%s: %s" % (what, e)) from None
+        raise AnsibleFilterError(str(e)) from None
 
 
 def wg_mac(key, rule="ffmuc"):
     """MAC address a node derives from its WireGuard public key."""
-    return mac_from_key(_checked(key, rule, "wg_mac"), rule)
+    return mac_from_key(_checked(key, rule), rule)
 
 
 def wg_lladdr(key, rule="ffmuc", prefixlen=None):
     """Link-local IPv6 address (canonical text) a node derives from its public key."""
-    addr = str(lladdr_from_key(_checked(key, rule, "wg_lladdr"), rule))
+    addr = str(lladdr_from_key(_checked(key, rule), rule))
     if prefixlen is None:
         return addr
     if isinstance(prefixlen, bool) or not isinstance(prefixlen, int) or not 0 <= prefixlen <= 128:
-        raise AnsibleFilterError("wg_lladdr: prefixlen must be an integer from 0 to 128, got %r" % (prefixlen,))
+        raise AnsibleFilterError("prefixlen must be an integer from 0 to 128, got %r" % (prefixlen,))
     return "%s/%d" % (addr, prefixlen)
 
 
@@ -45,7 +45,7 @@ def wg_vni(domain_seed, rule="ffmuc"):
     try:
         return vni_from_seed(domain_seed, rule)
     except ValueError as e:
-        raise AnsibleFilterError("wg_vni: %s" % e) from None
+        raise AnsibleFilterError(str(e)) from None
 
 
 class FilterModule(object):

@@ -22,13 +22,13 @@ except ImportError:  # pragma: no cover - ansible-core depends on cryptography
 def wg_pubkey(private_key):
     """WireGuard public key of a base64 private key, like `wg pubkey`."""
     if X25519PrivateKey is None:
-        raise AnsibleFilterError("wg_pubkey: the Python library 'cryptography' is required on the controller")
+        raise AnsibleFilterError("the Python library 'cryptography' is required on the controller")
     problem = key_problem(private_key)
     if problem:
         # Never echo the secret, not even the one character key_problem may quote.
         if problem.startswith("has a last character"):
             problem = "its last base64 character before '=' cannot end 32 bytes"
-        raise AnsibleFilterError("wg_pubkey: the private key is not a WireGuard key: %s" % problem)
+        raise AnsibleFilterError("the private key is not a WireGuard key: %s" % problem)
     # X25519 clamps the scalar itself, exactly as `wg pubkey` does.
     private = X25519PrivateKey.from_private_bytes(base64.b64decode(private_key))
     public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)

@@ -16,7 +16,7 @@ def wg_mtus(underlay=1500, family="ipv6"):
     try:
         return mtus(underlay, family)
     except ValueError as e:
-        raise AnsibleFilterError("wg_mtus: %s" % e) from None
+        raise AnsibleFilterError(str(e)) from None
 
 
 class FilterModule(object):

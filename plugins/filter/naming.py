@@ -16,7 +16,7 @@ def wg_ifnames(domain, prefixes):
     try:
         return interface_names(domain, prefixes)
     except ValueError as e:
-        raise AnsibleFilterError("wg_ifnames: %s" % e) from None
+        raise AnsibleFilterError(str(e)) from None
 
 
 def wg_ifname(domain, prefixes, kind):
@@ -24,7 +24,7 @@ def wg_ifname(domain, prefixes, kind):
     try:
         return interface_name(domain, prefixes, kind)
     except ValueError as e:
-        raise AnsibleFilterError("wg_ifname: %s" % e) from None
+        raise AnsibleFilterError(str(e)) from None
 
 
 class FilterModule(object):

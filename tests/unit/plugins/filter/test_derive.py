@@ -133,7 +133,7 @@ def test_vni_bad_seed(seed, problem):
     with pytest.raises(AnsibleFilterError) as err:
         wg_vni(seed)
     assert problem in str(err.value)
-    assert str(err.value).startswith("wg_vni: domain seed")
+    assert str(err.value).startswith("domain seed ")
 
 
 def test_vni_unknown_rule():
