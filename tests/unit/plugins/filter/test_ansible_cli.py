@@ -16,9 +16,9 @@ FILTERS = ("wg_mac", "wg_lladdr", "wg_vni", "wg_ifnames", "wg_ifname", "wg_mtus"
 BIN = Path(sys.executable).parent
 
 
-def _run(args, env, repo_root, tmp_path):
+def _run(args, env, repo_root, tmp_path, stdin=None):
     env = dict(env, ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "tmp"))
-    return subprocess.run(args, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(args, cwd=repo_root, env=env, input=stdin, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("name", FILTERS)
@@ -141,3 +141,60 @@ def test_playbook_error_names_the_problem_and_hides_the_secret(ansible_env, repo
     assert "the private key is not a WireGuard key: has leading or trailing whitespace" in output
     assert secret not in output
     assert secret[:12] not in output
+
+
+VAULT_PLAYBOOK = """\
+---
+- name: Public key of a vaulted private key
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files:
+    - vault_vars.yml
+  tasks:
+    - name: Show the public key
+      ansible.builtin.debug:
+        msg: "public={{ vaulted_key | freifunk.wgmesh.wg_pubkey }}"
+"""
+
+
+def test_vaulted_private_key(ansible_env, repo_root, tmp_path):
+    if subprocess.run(["which", "wg"], capture_output=True).returncode:
+        pytest.skip("wireguard-tools `wg` is not installed")
+    private = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout.strip()
+    public = subprocess.run(["wg", "pubkey"], input=private + "\n", capture_output=True, text=True, check=True).stdout
+    password = tmp_path / "vault-pass"
+    password.write_text("test-only-password\n")
+    vault = _run(
+        [
+            BIN / "ansible-vault",
+            "encrypt_string",
+            "--vault-password-file",
+            str(password),
+            "--stdin-name",
+            "vaulted_key",
+        ],
+        dict(ansible_env),
+        repo_root,
+        tmp_path,
+        stdin=private,
+    )
+    assert vault.returncode == 0, vault.stderr
+    (tmp_path / "vault_vars.yml").write_text(vault.stdout)
+    (tmp_path / "play.yml").write_text(VAULT_PLAYBOOK)
+    r = _run(
+        [
+            BIN / "ansible-playbook",
+            "-i",
+            "localhost,",
+            "--vault-password-file",
+            str(password),
+            str(tmp_path / "play.yml"),
+        ],
+        ansible_env,
+        repo_root,
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "public=" + public.strip() in r.stdout
+    assert private not in r.stdout + r.stderr
