@@ -5,20 +5,27 @@ config, persistence directory and log under tmp_path; `mosquitto_factory`
 builds variants (password file via mosquitto_passwd, TLS listener). Both
 return a `Mosquitto` that can `stop()`, `start()` and `restart()` on the same
 port with the same persistence (for "restart mosquitto mid-stream" tests).
-Every process started here is killed by PID at teardown.
+`broker_factory` starts the real broker process (`python -m wgmesh.broker`)
+against such a mosquitto. Every process started here is stopped by PID at
+teardown.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
@@ -169,3 +176,126 @@ def mosquitto_factory(tmp_path):
 def mosquitto(mosquitto_factory) -> Mosquitto:
     """A plain anonymous mosquitto with persistence, on 127.0.0.1:<free port>."""
     return mosquitto_factory()
+
+
+# --- the real broker process ---------------------------------------------------------
+
+
+@dataclass
+class BrokerProcess:
+    """`python -m wgmesh.broker --config <tmp>/broker.yaml` on 127.0.0.1:<free port>."""
+
+    workdir: Path
+    config: dict
+    port: int
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "broker.log"
+
+    def start(self) -> None:
+        config_path = self.workdir / "broker.yaml"
+        config_path.write_text(yaml.safe_dump(self.config))
+        config_path.chmod(0o600)  # may hold the MQTT password
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "wgmesh.broker", "--config", str(config_path), "--log-level", "DEBUG"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port("127.0.0.1", self.port, proc=self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise RuntimeError(f"broker did not start: {exc}\n{self.log()}") from None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        return http_json(method, self.url + path, body, headers)
+
+    def health(self) -> tuple[int, dict]:
+        return http_json("GET", self.url + "/health")
+
+    def wait_healthy(self, want: int = 200, timeout: float = 20.0) -> dict:
+        """Poll /health until it answers `want` (a readiness wait, not a timing assertion)."""
+        deadline = time.monotonic() + timeout
+        status, data = self.health()
+        while status != want and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status, data = self.health()
+        assert status == want, f"/health stayed {status} {data}\n{self.log()[-3000:]}"
+        return data
+
+
+def http_json(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    """One HTTP request with exactly the given headers (none added, like busybox wget)."""
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    try:
+        conn.putrequest(method, parsed.path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        if body is not None and "Content-Length" not in (headers or {}):
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw) if raw else {}
+        except ValueError:
+            return resp.status, {"raw": raw.decode(errors="replace")}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def broker_factory(tmp_path):
+    """factory(mosquitto, **config sections) -> started BrokerProcess; stopped at teardown."""
+    started: list[BrokerProcess] = []
+
+    def factory(mq: Mosquitto, **overrides) -> BrokerProcess:
+        config = {
+            "domains": ["ffmuc_welt", "ffmuc_uml"],
+            "domain_prefixes": ["ffmuc_"],
+            "mqtt": {"broker_url": mq.host, "broker_port": mq.port, "keepalive": 5},
+            "broker": {"rate_limit": {"per_client_per_minute": 0}, "publish_timeout": 2.0},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        port = free_port()
+        config["broker_listen"] = {"host": "127.0.0.1", "port": port}
+        workdir = tmp_path / f"broker{len(started)}"
+        workdir.mkdir()
+        broker = BrokerProcess(workdir=workdir, config=config, port=port)
+        started.append(broker)
+        broker.start()
+        return broker
+
+    yield factory
+    for broker in started:
+        broker.stop()

@@ -1,0 +1,253 @@
+"""The real broker process against a real mosquitto, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from wgmesh import mqtt
+from wgmesh.config import MqttConfig
+
+V1 = "/api/v1/wg/key/exchange"
+V2 = "/api/v2/wg/key/exchange"
+GW_KEY = "o52Ge+Rpj4CUSitVag9mS7pSXUesNM0ESnvj/wwehkg="
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def exchange(broker, path: str, domain: str, key: str, headers: dict | None = None) -> tuple[int, dict]:
+    body = json.dumps({"domain": domain, "public_key": key}).encode()
+    return broker.request("POST", path, body, headers)
+
+
+class Subscriber:
+    """A test MQTT client collecting messages; a persistent session if client_id is given."""
+
+    def __init__(self, mq, topic: str, client_id: str | None = None):
+        self.messages: queue.Queue = queue.Queue()
+        self.subscribed = threading.Event()
+        cfg = MqttConfig(broker_url=mq.host, broker_port=mq.port)
+        self.client = mqtt.make_client(cfg, client_id=client_id, clean_start=client_id is None)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_message = lambda c, u, msg: self.messages.put((msg.topic, msg.payload.decode()))
+        mqtt.connect_async(self.client, cfg)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "test subscriber could not subscribe"
+
+    def get(self, timeout: float = 10) -> tuple[str, str]:
+        return self.messages.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscribers():
+    made: list[Subscriber] = []
+
+    def make(*args, **kw) -> Subscriber:
+        sub = Subscriber(*args, **kw)
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()
+
+
+def publish_worker(mq, worker: str, domain: str, peers: int, port: int = 51820) -> None:
+    """What a worker publishes (retained), sent with mosquitto's own client library path via paho."""
+    cfg = MqttConfig(broker_url=mq.host, broker_port=mq.port)
+    client = mqtt.make_client(cfg)
+    client.connect(mq.host, mq.port)
+    client.loop_start()
+    data = {"ExternalAddress": f"{worker}.example.net", "Port": port, "PublicKey": GW_KEY, "LinkAddress": "fe80::1"}
+    infos = [
+        client.publish(f"wireguard-worker/{worker}/status", "1", qos=1, retain=True),
+        client.publish(f"wireguard-metrics/{domain}/{worker}/connected_peers", str(peers), qos=1, retain=True),
+        client.publish(f"wireguard-worker/{worker}/{domain}/data", json.dumps(data), qos=1, retain=True),
+    ]
+    for info in infos:
+        info.wait_for_publish(timeout=10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_v1_key_reaches_workers_topic(mosquitto, broker_factory, subscribers):
+    broker = broker_factory(mosquitto)
+    broker.wait_healthy()
+    sub = subscribers(mosquitto, "wireguard/+/all")
+    key = new_key()
+    # busybox wget: JSON body, form Content-Type
+    status, data = exchange(broker, V1, "ffmuc_welt", key, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert (status, data) == (200, {"Message": "OK"})
+    assert sub.get() == ("wireguard/ffmuc_welt/all", key)
+
+
+def test_v2_picks_least_loaded_worker_from_retained_state(mosquitto, broker_factory, subscribers):
+    # Retained state exists before the broker starts: it must subscribe on connect.
+    publish_worker(mosquitto, "gw1", "ffmuc_welt", peers=20, port=40001)
+    publish_worker(mosquitto, "gw2", "ffmuc_welt", peers=19, port=40002)
+    broker = broker_factory(mosquitto)
+    broker.wait_healthy()
+    sub = subscribers(mosquitto, "wireguard/+/all")
+    key = new_key()
+    status, data = exchange(broker, V2, "ffmuc_welt", key)
+    deadline = time.monotonic() + 10  # retained messages may trail the CONNACK by a moment
+    while status == 400 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status, data = exchange(broker, V2, "ffmuc_welt", key)
+    assert status == 200, data
+    assert data == {
+        "Endpoint": {"Address": "gw2.example.net", "Port": "40002", "AllowedIPs": ["fe80::1"], "PublicKey": GW_KEY}
+    }
+    assert sub.get() == ("wireguard/ffmuc_welt/all", key)
+    # A metrics update published while the broker runs changes the choice.
+    publish_worker(mosquitto, "gw1", "ffmuc_welt", peers=5, port=40001)
+    deadline = time.monotonic() + 10
+    while data["Endpoint"]["Address"] != "gw1.example.net" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status, data = exchange(broker, V2, "ffmuc_welt", new_key())
+    assert status == 200
+    assert data["Endpoint"]["Port"] == "40001"
+    # No worker for the other domain: 400 with the wgkex error shape.
+    status, data = exchange(broker, V2, "ffmuc_uml", new_key())
+    assert status == 400
+    assert data == {"error": {"message": "no gateway online for domain ffmuc_uml"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (b"not json", {}, 400, "not valid JSON"),
+        (b'{"domain": "ffmuc_welt", "public_key": "abc"}', {}, 400, "is not a WireGuard public key"),
+        (
+            b'{"domain": "ffmuc_other", "public_key": "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="}',
+            {},
+            400,
+            "not served",
+        ),
+        (b"{" + b" " * 100_000 + b"}", {}, 413, "exceeds the limit"),
+    ],
+)
+def test_bad_input_over_http(mosquitto, broker_factory, body, headers, status, message):
+    broker = broker_factory(mosquitto)
+    got_status, data = broker.request("POST", V2, body, headers)
+    assert got_status == status
+    assert message in data["error"]["message"]
+
+
+def test_mosquitto_down_is_503_never_200_and_drop(mosquitto, broker_factory, subscribers):
+    broker = broker_factory(mosquitto, broker={"publish_timeout": 1.0})
+    broker.wait_healthy()
+    # A persistent session stands in for a worker: it must get every key answered 200.
+    sub = subscribers(mosquitto, "wireguard/+/all", client_id="h5-test-worker")
+    answered: dict[str, int] = {}
+    stop = threading.Event()
+
+    def post_keys():
+        while not stop.is_set():
+            key = new_key()
+            answered[key] = exchange(broker, V1, "ffmuc_welt", key)[0]
+            time.sleep(0.01)
+
+    poster = threading.Thread(target=post_keys)
+    poster.start()
+    try:
+        time.sleep(0.5)
+        mosquitto.stop()
+        broker.wait_healthy(503)
+        status, data = exchange(broker, V1, "ffmuc_welt", new_key())
+        assert status == 503
+        assert "retry later" in data["error"]["message"]
+        mosquitto.start()
+        broker.wait_healthy(200)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        poster.join()
+    assert exchange(broker, V1, "ffmuc_welt", new_key())[0] == 200
+    statuses = set(answered.values())
+    assert statuses <= {200, 503}, statuses
+    assert 503 in statuses and 200 in statuses
+    ok = {k for k, s in answered.items() if s == 200}
+    seen: set[str] = set()
+    deadline = time.monotonic() + 20
+    while not ok <= seen and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            seen.add(sub.get(timeout=1)[1])
+    assert ok - seen == set(), f"{len(ok - seen)} of {len(ok)} keys answered 200 never reached the worker topic"
+
+
+def test_mqtt_password_auth(mosquitto_factory, broker_factory, subscribers):
+    mq = mosquitto_factory(users={"wgkex": "right-password", "tester": "t"})
+    good = broker_factory(mq, mqtt={"username": "wgkex", "password": "right-password"})
+    good.wait_healthy()
+    status, _ = exchange(good, V1, "ffmuc_welt", new_key())
+    assert status == 200
+
+    bad = broker_factory(mq, mqtt={"username": "wgkex", "password": "wrong"})
+    data = bad.wait_healthy(503)
+    assert "check mqtt.username/mqtt.password" in data["error"]["message"]
+    status, data = exchange(bad, V1, "ffmuc_welt", new_key())
+    assert status == 503
+    deadline = time.monotonic() + 10
+    while "refused the connection" not in bad.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "MQTT broker refused the connection: not authorised" in bad.log()
+    assert "wrong" not in bad.log()  # the password is never logged
+
+
+def test_mqtt_tls_with_own_ca(mosquitto_factory, broker_factory, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    d = tmp_path / "pki"
+    d.mkdir()
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", "/CN=h5 test CA", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+         "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt")  # fmt: skip
+    mq = mosquitto_factory(
+        tls={"cafile": str(d / "ca.crt"), "certfile": str(d / "server.crt"), "keyfile": str(d / "server.key")}
+    )
+    broker = broker_factory(mq, mqtt={"tls": True, "ca_certs": str(d / "ca.crt")})
+    broker.wait_healthy()
+    assert exchange(broker, V1, "ffmuc_welt", new_key())[0] == 200
+    # A CA the server's certificate does not chain to: no connection, a clear health error.
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", "/CN=other CA", "-keyout", "other.key", "-out", "other.crt")  # fmt: skip
+    untrusting = broker_factory(mq, mqtt={"tls": True, "ca_certs": str(d / "other.crt")})
+    data = untrusting.wait_healthy(503)
+    assert data["mqtt"] == "disconnected"
+    assert exchange(untrusting, V1, "ffmuc_welt", new_key())[0] == 503
+
+
+def test_config_error_exits_2_with_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("domains: [ffmuc_welt]\ndomain_prefixes: [ffmuc_]\nmqtt: {broker_port: abc}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "wgmesh.broker", "--config", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == f"config {path}: mqtt.broker_port: must be an integer 1-65535, got 'abc'\n"
