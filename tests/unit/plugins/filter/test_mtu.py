@@ -135,3 +135,22 @@ def test_kernel_vxlan_headroom_matches(netns):
     shown = _ip(netns, "-o", "link", "show", "vxx").stdout
     assert " mtu %d " % m["vxlan"] in shown, shown
     assert _ip(netns, "link", "set", "vxx", "mtu", str(m["vxlan"] + 1), check=False).returncode != 0
+
+
+def test_docs_table_matches_the_filter(repo_root):
+    """docs/mtu.md shows a table of results; it must be what the filter computes."""
+    rows = []
+    for line in (repo_root / "docs" / "mtu.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[1] in ("ipv4", "ipv6"):
+            rows.append(cells)
+    assert len(rows) >= 5
+    for underlay, family, wireguard, vxlan, batman, client, mss in rows:
+        m = wg_mtus(int(underlay.split()[0]), family)
+        assert [m["wireguard"], m["vxlan"], m["batman"], m["client"]] == [
+            int(wireguard),
+            int(vxlan),
+            int(batman),
+            int(client),
+        ], underlay
+        assert mss == "%d / %d" % (m["mss_ipv4"], m["mss_ipv6"]), underlay
