@@ -3,6 +3,7 @@
 Per node: `<lladdr>/128 dev wg-<dom>` and, on vx-<dom>, `00:00:00:00:00:00 dst <lladdr>`
 with the outgoing interface wg-<dom> (NDA_IFINDEX): the destination is link-local, so the
 kernel cannot pick the interface by itself. Removal tolerates entries that are gone already.
+Bulk adds and the dumps go through rtnl_bulk.py (thousands of entries per netlink send).
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Iterable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+
+from wgmesh.worker.rtnl_bulk import BulkRtnl
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +39,11 @@ class Links:
 
     def __init__(self) -> None:
         self.ipr = IPRoute()
+        self.bulk = BulkRtnl()
 
     def close(self) -> None:
         self.ipr.close()
+        self.bulk.close()
 
     def ifindex(self, ifname: str) -> int | None:
         found = self.ipr.link_lookup(ifname=ifname)
@@ -53,27 +59,14 @@ class Links:
                 return addr
         return None
 
-    # --- reading -----------------------------------------------------------
+    # --- reading (bulk: see rtnl_bulk.py for why not pyroute2 here) ---------------
     def host_routes(self, wg_index: int) -> set[ipaddress.IPv6Address]:
         """Link-local /128 routes through the WireGuard interface (main table)."""
-        found = set()
-        for msg in self.ipr.route("dump", family=socket.AF_INET6, table=254):
-            if msg["dst_len"] == 128 and msg.get_attr("RTA_OIF") == wg_index:
-                dst = msg.get_attr("RTA_DST")
-                if dst and _addr(dst).is_link_local:
-                    found.add(_addr(dst))
-        return found
+        return self.bulk.host_routes(wg_index)
 
     def fdb_destinations(self, vx_index: int, wg_index: int) -> set[ipaddress.IPv6Address]:
         """Destinations of the all-zero (flood) entries on the VXLAN device that go via wg."""
-        found = set()
-        for msg in self.ipr.neigh("dump", family=socket.AF_BRIDGE):
-            if msg["ifindex"] != vx_index or msg.get_attr("NDA_LLADDR") != ZERO_MAC:
-                continue
-            dst = msg.get_attr("NDA_DST")
-            if dst and msg.get_attr("NDA_IFINDEX") == wg_index:
-                found.add(_addr(dst))
-        return found
+        return self.bulk.fdb_destinations(vx_index, wg_index)
 
     # --- changing ----------------------------------------------------------
     def add_route(self, lladdr: ipaddress.IPv6Address, wg_index: int) -> None:
@@ -107,13 +100,16 @@ class Links:
     def add_many(
         self, lladdrs: Iterable[ipaddress.IPv6Address], wg_index: int, vx_index: int | None
     ) -> list[tuple[ipaddress.IPv6Address, Exception]]:
-        """Route (and FDB entry when the VXLAN device exists) for each address; failures returned, not raised."""
-        failed = []
-        for lladdr in lladdrs:
-            try:
-                self.add_route(lladdr, wg_index)
-                if vx_index is not None:
-                    self.add_fdb(lladdr, vx_index, wg_index)
-            except LinkError as exc:
-                failed.append((lladdr, exc))
+        """Route (and FDB entry when the VXLAN device exists) for each address, thousands per
+        netlink send; what the kernel refused is returned per address, never raised."""
+        lladdrs = list(lladdrs)
+        failed = [
+            (a, LinkError(f"route {a}/128 dev #{wg_index}: {os.strerror(code)}"))
+            for a, code in self.bulk.replace_routes(lladdrs, wg_index)
+        ]
+        if vx_index is not None:
+            failed += [
+                (a, LinkError(f"fdb {ZERO_MAC} dst {a} dev #{vx_index} via #{wg_index}: {os.strerror(code)}"))
+                for a, code in self.bulk.append_fdb(lladdrs, vx_index, wg_index)
+            ]
         return failed

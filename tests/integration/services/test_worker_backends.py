@@ -108,3 +108,31 @@ def test_kernel_backend_batch_add_dump_and_remove(tmp_path):
         assert KernelBackend.name == "kernel"
     finally:
         run("ip", "netns", "del", netns, check=False)
+
+
+def test_links_bulk_add_read_and_tolerant_removal(gateways):  # noqa: F811
+    gw = gateways()
+    keys = fake_keys(500, "links" + gw.id)
+    script = (
+        "import json, sys\n"
+        "from wgmesh import derive\n"
+        "from wgmesh.worker.links import Links\n"
+        "keys, wg, vx = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]\n"
+        "l = Links(); wi, vi = l.ifindex(wg), l.ifindex(vx)\n"
+        "addrs = [derive.lladdr_from_key(k) for k in keys]\n"
+        "failed = l.add_many(addrs, wi, vi) + l.add_many(addrs[:5], wi, vi)\n"  # twice: no error
+        "bad = l.add_many(addrs[:1], 999999, None)\n"
+        "routes, fdb = l.host_routes(wi), l.fdb_destinations(vi, wi)\n"
+        "for a in addrs[:10]: l.del_fdb(a, vi, wi); l.del_route(a, wi)\n"
+        "for a in addrs[:10]: l.del_fdb(a, vi, wi); l.del_route(a, wi)\n"  # already gone: fine
+        "print(json.dumps({'failed': len(failed), 'bad': [str(e) for _, e in bad], 'routes': len(routes & set(addrs)),"
+        " 'fdb': len(fdb & set(addrs)), 'll': str(l.link_local(wg))}))\n"
+    )
+    out = json.loads(gw.ns(sys.executable, "-c", script, json.dumps(keys), gw.wg, gw.vx))
+    assert out["failed"] == 0
+    assert len(out["bad"]) == 1 and "No such device" in out["bad"][0]
+    assert out["routes"] == 500 and out["fdb"] == 500
+    assert out["ll"] == gw.lladdr
+    lladdrs = {str(derive.lladdr_from_key(k)) for k in keys}
+    assert len(lladdrs & gw.routes()) == 490  # what `ip` and `bridge` see agrees
+    assert len(lladdrs & gw.fdb()) == 490
