@@ -17,9 +17,9 @@ def _wg(*args, stdin=None):
 
 
 def test_matches_wg_pubkey_on_fresh_keys():
-    for _ in range(20):
+    for attempt in range(20):
         private = _wg("genkey")
-        assert wg_pubkey(private) == _wg("pubkey", stdin=private + "\n")
+        assert wg_pubkey(private) == _wg("pubkey", stdin=private + "\n"), "key %d" % attempt
 
 
 def test_matches_wg_pubkey_on_unclamped_private_keys():
