@@ -230,13 +230,14 @@ class Worker:
     def _lladdr(self, dom: DomainLinks, key: str) -> ipaddress.IPv6Address:
         return derive.lladdr_from_key(key, dom.rule)
 
-    def _add(self, dom: DomainLinks, keys: list[str], now: float) -> None:
-        """Peers in one batch, then route and FDB entry per key. Errors are logged per key."""
+    def _add(self, dom: DomainLinks, keys: list[str], now: float, replace_allowed_ips: bool = False) -> None:
+        """Peers in one batch, then routes and FDB entries in bulk. Errors are logged per key."""
         if not keys:
             return
         try:
             backend = self.selector.for_interface(dom.wg)
-            backend.set_peers(dom.wg, [(k, (f"{self._lladdr(dom, k)}/128",)) for k in keys])
+            peers = [(k, (f"{self._lladdr(dom, k)}/128",)) for k in keys]
+            backend.set_peers(dom.wg, peers, replace_allowed_ips=replace_allowed_ips)
         except BackendError as exc:
             self.selector.forget(dom.wg)
             for key in keys:
@@ -333,7 +334,11 @@ class Worker:
         if todo.add_peers:
             log.info("domain %s: reconcile adds %d peers", dom.domain, len(todo.add_peers))
             self._add(dom, todo.add_peers, now)
-        repair = [k for k in todo.add_links if k not in set(todo.add_peers)]
+        if todo.fix_peers:
+            log.info("domain %s: reconcile corrects allowed-ips of %d peers", dom.domain, len(todo.fix_peers))
+            self._add(dom, todo.fix_peers, now, replace_allowed_ips=True)
+        done = set(todo.add_peers) | set(todo.fix_peers)
+        repair = [k for k in todo.add_links if k not in done]
         if repair:
             log.info("domain %s: reconcile repairs routes/FDB of %d peers", dom.domain, len(repair))
             lladdrs = {self._lladdr(dom, k): k for k in repair}

@@ -98,16 +98,20 @@ def _allowed_ip_attrs(cidr: str) -> dict:
 
 
 def build_set_message(
-    ifname: str, add: Iterable[tuple[str, tuple[str, ...]]] = (), remove: Iterable[str] = ()
+    ifname: str,
+    add: Iterable[tuple[str, tuple[str, ...]]] = (),
+    remove: Iterable[str] = (),
+    replace_allowed_ips: bool = False,
 ) -> wgmsg:
     """One WG_CMD_SET_DEVICE carrying many peers (pyroute2's set() takes one peer per call)."""
     peers = []
+    flags = WGPEER_F_REPLACE_ALLOWEDIPS if replace_allowed_ips else 0
     for key, allowed_ips in add:
         peers.append(
             {
                 "attrs": [
                     ["WGPEER_A_PUBLIC_KEY", key],
-                    ["WGPEER_A_FLAGS", WGPEER_F_REPLACE_ALLOWEDIPS],
+                    ["WGPEER_A_FLAGS", flags],
                     ["WGPEER_A_ALLOWEDIPS", [_allowed_ip_attrs(ip) for ip in allowed_ips]],
                 ]
             }
@@ -165,12 +169,17 @@ class KernelBackend:
         messages = self._call(ifname, lambda wg: read_consistent_dump(lambda: wg.info(ifname)))
         return merge_device_dump(messages)
 
-    def set_peers(self, ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+    def set_peers(
+        self, ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]], replace_allowed_ips: bool = False
+    ) -> None:
         peers = list(peers)
         if peers:
             self._call(
                 ifname,
-                lambda wg: [wg.send_set(build_set_message(ifname, add=c)) for c in _chunks(peers, PEERS_PER_MESSAGE)],
+                lambda wg: [
+                    wg.send_set(build_set_message(ifname, add=c, replace_allowed_ips=replace_allowed_ips))
+                    for c in _chunks(peers, PEERS_PER_MESSAGE)
+                ],
             )
 
     def remove_peers(self, ifname: str, keys: Iterable[str]) -> None:

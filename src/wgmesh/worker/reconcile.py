@@ -26,7 +26,8 @@ class StalePolicy:
 
 @dataclass
 class Plan:
-    add_peers: list[str] = field(default_factory=list)  # missing, or allowed-ips differ
+    add_peers: list[str] = field(default_factory=list)  # missing from the interface
+    fix_peers: list[str] = field(default_factory=list)  # present, but their allowed-ips differ
     add_links: list[str] = field(default_factory=list)  # route or FDB entry missing
     remove: list[str] = field(default_factory=list)  # stale: FDB, route and peer go
     remove_lladdrs: dict[str, tuple[IPv6, ...]] = field(default_factory=dict)  # what to undo per stale key
@@ -78,8 +79,10 @@ def plan(
                 result.remove.append(key)
                 result.remove_lladdrs[key] = (lladdr,)
                 continue
-        if peer is None or set(host_lladdrs(peer.allowed_ips)) != {lladdr} or len(peer.allowed_ips) != 1:
+        if peer is None:
             result.add_peers.append(key)
+        elif set(host_lladdrs(peer.allowed_ips)) != {lladdr} or len(peer.allowed_ips) != 1:
+            result.fix_peers.append(key)
         if lladdr not in routes or (fdb is not None and lladdr not in fdb):
             result.add_links.append(key)
     for key, peer in peers.items():

@@ -109,12 +109,15 @@ def _int(value: str, name: str, lineno: int) -> int:
         raise UapiProtocolError(f"UAPI reply line {lineno}: {name}={value!r} is not an integer") from None
 
 
-def format_set(add: Iterable[tuple[str, tuple[str, ...]]] = (), remove: Iterable[str] = ()) -> str:
-    """One `set=1` request: add/update peers (replacing their allowed-ips) and remove peers."""
+def format_set(
+    add: Iterable[tuple[str, tuple[str, ...]]] = (), remove: Iterable[str] = (), replace_allowed_ips: bool = False
+) -> str:
+    """One `set=1` request: add/update peers (optionally replacing their allowed-ips) and remove peers."""
     lines = ["set=1"]
     for key, allowed_ips in add:
         lines.append(f"public_key={key_to_hex(key)}")
-        lines.append("replace_allowed_ips=true")
+        if replace_allowed_ips:
+            lines.append("replace_allowed_ips=true")
         lines.extend(f"allowed_ip={ip}" for ip in allowed_ips)
     for key in remove:
         lines.append(f"public_key={key_to_hex(key)}")
@@ -167,10 +170,12 @@ class UapiBackend:
     def device(self, ifname: str) -> Device:
         return parse_get(self._exchange(ifname, "get=1\n\n"))
 
-    def set_peers(self, ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+    def set_peers(
+        self, ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]], replace_allowed_ips: bool = False
+    ) -> None:
         peers = list(peers)
         if peers:
-            parse_set_reply(self._exchange(ifname, format_set(add=peers)))
+            parse_set_reply(self._exchange(ifname, format_set(add=peers, replace_allowed_ips=replace_allowed_ips)))
 
     def remove_peers(self, ifname: str, keys: Iterable[str]) -> None:
         # wireguard-go ignores remove=true for an unknown key, so "already gone" is no error

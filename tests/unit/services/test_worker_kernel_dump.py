@@ -134,7 +134,9 @@ def test_dump_that_never_settles_fails_clearly():
 
 
 def test_batched_set_message_carries_every_peer():
-    msg = build_set_message("wg-test", add=[(KEY_A, ("fe80::1/128",)), (KEY_B, ("fe80::2/128",))], remove=[KEY_C])
+    msg = build_set_message(
+        "wg-test", add=[(KEY_A, ("fe80::1/128",)), (KEY_B, ("fe80::2/128",))], remove=[KEY_C], replace_allowed_ips=True
+    )
     msg["header"]["type"] = 0x20
     msg.encode()
     decoded = wgmsg(msg.data)
@@ -157,3 +159,13 @@ def test_batched_set_message_carries_every_peer():
     for p in peers:
         assert p.get_attr("WGPEER_A_ENDPOINT") is None
         assert p.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") is None
+
+
+def test_set_message_adds_without_replacing_allowed_ips_by_default():
+    msg = build_set_message("wg-test", add=[(KEY_A, ("fe80::1/128",))])
+    msg["header"]["type"] = 0x20
+    msg.encode()
+    decoded = wgmsg(msg.data)
+    decoded.decode()
+    (peer,) = decoded.get_attr("WGDEVICE_A_PEERS")
+    assert peer.get_attr("WGPEER_A_FLAGS") == 0

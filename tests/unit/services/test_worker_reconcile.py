@@ -65,9 +65,10 @@ def test_missing_peers_routes_and_fdb_are_planned():
 def test_wrong_allowed_ips_are_repaired_and_addresses_compare_as_addresses():
     expanded = ipaddress.IPv6Address(ll(KEY_A)).exploded + "/128"  # same address, other spelling
     ok = make_plan({KEY_A: NOW}, [peer(KEY_A, NOW, ips=[expanded])])
-    assert ok.add_peers == []
+    assert ok.add_peers == ok.fix_peers == []
     wrong = make_plan({KEY_A: NOW, KEY_B: NOW}, [peer(KEY_A, NOW, ips=["fe80::1/128"]), peer(KEY_B, NOW, ips=[])])
-    assert sorted(wrong.add_peers) == sorted([KEY_A, KEY_B])
+    assert sorted(wrong.fix_peers) == sorted([KEY_A, KEY_B])  # corrected with replace_allowed_ips
+    assert wrong.add_peers == []
 
 
 def test_no_vxlan_device_means_no_fdb_work():

@@ -79,18 +79,23 @@ def test_parse_get_rejects_bad_replies(text, message):
         parse_get(text)
 
 
-def test_format_set_adds_with_replaced_allowed_ips_and_removes():
+def test_format_set_adds_and_removes():
     text = format_set(add=[(KEY_A, ("fe80::1/128",))], remove=[KEY_B])
     assert text == (
         "set=1\n"
         f"public_key={key_to_hex(KEY_A)}\n"
-        "replace_allowed_ips=true\n"
         "allowed_ip=fe80::1/128\n"
         f"public_key={key_to_hex(KEY_B)}\n"
         "remove=true\n"
         "\n"
     )
     assert "endpoint" not in text and "keepalive" not in text  # nodes are never dialled
+
+
+def test_format_set_replaces_allowed_ips_only_when_asked():
+    text = format_set(add=[(KEY_A, ("fe80::1/128",)), (KEY_B, ())], replace_allowed_ips=True)
+    assert text.count("replace_allowed_ips=true\n") == 2
+    assert text.index("replace_allowed_ips") < text.index("allowed_ip=fe80::1/128")  # before the new list
 
 
 def test_format_set_refuses_a_key_that_is_not_32_bytes():
