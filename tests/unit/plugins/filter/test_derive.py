@@ -1,6 +1,11 @@
 """wg_mac, wg_lladdr, wg_vni against the shared vectors (tests/vectors/derivation.json)."""
 
 import ipaddress
+import json
+import os
+import secrets
+import shutil
+import subprocess
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -139,3 +144,42 @@ def test_vni_bad_seed(seed, problem):
 def test_vni_unknown_rule():
     with pytest.raises(AnsibleFilterError, match="unknown derivation rule 'ffmuc2'"):
         wg_vni(SEED, rule="ffmuc2")
+
+
+@pytest.fixture
+def netns():
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 `ip` is not installed")
+    name = "h1-addr-%d-%s" % (os.getpid(), secrets.token_hex(2))
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        pytest.skip("cannot create a network namespace here: %s" % r.stderr.strip())
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_kernel_prints_the_same_text(vectors, netns):
+    """The addresses the kernel reports (`ip -j addr`) are our canonical text, exactly."""
+    keys = [(v["key"], v["rule"]) for v in _valid_lladdr_vectors(vectors)]
+    # plus keys whose address has a group with a leading zero (0f57 -> f57)
+    keys += [
+        (k, "ffmuc")
+        for k in ("%042dA=" % i for i in range(200))
+        if ":0" in ipaddress.IPv6Address(wg_lladdr(k)).exploded[20:]
+    ][:3]
+    assert len(keys) == len(_valid_lladdr_vectors(vectors)) + 3
+    ip = ["ip", "-n", netns]
+    subprocess.run([*ip, "link", "add", "h1lladdr", "type", "bridge"], check=True)
+    ours = set()
+    for key, rule in keys:
+        ours.add(wg_lladdr(key, rule))
+        subprocess.run([*ip, "addr", "add", wg_lladdr(key, rule, 128), "dev", "h1lladdr", "nodad"], check=True)
+    shown = json.loads(
+        subprocess.run(
+            [*ip, "-j", "addr", "show", "dev", "h1lladdr"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    kernel = {a["local"] for link in shown for a in link["addr_info"] if a["family"] == "inet6"}
+    assert kernel == ours
