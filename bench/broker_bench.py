@@ -1,0 +1,320 @@
+"""Broker throughput and latency: our aiohttp broker vs. a Flask/waitress baseline.
+
+Both servers run the same handler (parse, validate, publish with QoS 1 and
+wait for mosquitto's PUBACK, v2 gateway choice) against a real mosquitto on
+loopback with two workers' retained state. Every request carries a fresh
+random key and opens a new TCP connection (Connection: close), like busybox
+wget on a Gluon node. The load generator is `wrk` (Debian package wrk) with a
+Lua script, or an aiohttp client in this process when wrk is missing. Cells
+alternate between the servers and each is run --rounds times; the best round
+is reported (the machine is shared: the load average is printed). Each cell
+runs --duration seconds, so the whole run is bounded and stops by itself.
+
+    .venv/bin/python bench/broker_bench.py [--duration 4] [--rounds 2] [--concurrency 1,16,64]
+
+Needs `pip install flask waitress` for the baseline (skipped with a note if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+GW_KEY = "o52Ge+Rpj4CUSitVag9mS7pSXUesNM0ESnvj/wwehkg="
+PATHS = {"v1": "/api/v1/wg/key/exchange", "v2": "/api/v2/wg/key/exchange"}
+
+# wrk: a fresh valid key per request, wget-like headers, a JSON summary at the end.
+WRK_LUA = r"""
+local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local last = "AEIMQUYcgkosw480"
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+local headers = {["Connection"] = "close", ["Content-Type"] = "application/x-www-form-urlencoded"}
+request = function()
+  local t = {}
+  for i = 1, 42 do local r = math.random(1, 64); t[i] = chars:sub(r, r) end
+  local r = math.random(1, 16); t[43] = last:sub(r, r); t[44] = "="
+  return wrk.format("POST", nil, headers, '{"domain":"ffmuc_welt","public_key":"' .. table.concat(t) .. '"}')
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
+    '"p50_us":%d,"p99_us":%d}\n', summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} not listening")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process: a cost per request that background load does not distort."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}, "
+        f"aiohttp {aiohttp.__version__}, {mosq[0] if mosq else 'mosquitto ?'}"
+    )
+
+
+def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false", "max_queued_messages 0"]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc, port
+
+
+def publish_workers(port: int, domain: str) -> None:
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for i, peers in ((1, 20), (2, 19)):
+        w = f"gw{i}"
+        data = {"ExternalAddress": f"{w}.example.net", "Port": 40000 + i, "PublicKey": GW_KEY, "LinkAddress": "fe80::1"}
+        for topic, payload in (
+            (f"wireguard-worker/{w}/status", "1"),
+            (f"wireguard-metrics/{domain}/{w}/connected_peers", str(peers)),
+            (f"wireguard-worker/{w}/{domain}/data", json.dumps(data)),
+        ):
+            client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def write_config(workdir: Path, mqtt_port: int, http_port: int, name: str) -> Path:
+    import yaml
+
+    cfg = {
+        "domains": ["ffmuc_welt"],
+        "domain_prefixes": ["ffmuc_"],
+        "mqtt": {"broker_url": "127.0.0.1", "broker_port": mqtt_port},
+        "broker_listen": {"host": "127.0.0.1", "port": http_port},
+        "broker": {"rate_limit": {"per_client_per_minute": 0}, "publish_timeout": 5.0},
+    }
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def start_server(kind: str, config: Path, port: int, workdir: Path) -> subprocess.Popen:
+    if kind == "aiohttp":
+        args = [sys.executable, "-m", "wgmesh.broker", "--config", str(config)]
+    else:
+        args = [sys.executable, str(ROOT / "bench" / "broker_baseline_flask.py"), "--config", str(config)]
+    log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    wait_port(port, proc)
+    return proc
+
+
+def run_cell_wrk(url: str, concurrency: int, duration: float, script: Path) -> dict:
+    proc = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "30s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    )
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no summary: {proc.stdout}{proc.stderr}")
+    r = json.loads(line[len("WRKJSON ") :])
+    bad = r["non2xx"] + r["socket_errors"]
+    return {
+        "requests": r["requests"],
+        "rps": r["requests"] / (r["duration_us"] / 1e6),
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "statuses": {"2xx": r["requests"] - r["non2xx"], "non-2xx/errors": bad} if bad else {"2xx": r["requests"]},
+    }
+
+
+async def run_cell(url: str, concurrency: int, duration: float, max_requests: int) -> dict:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    sent = 0
+    deadline = time.monotonic() + duration
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=["Content-Type"]) as s:
+
+        async def one_client():
+            nonlocal sent
+            while time.monotonic() < deadline and sent < max_requests:
+                sent += 1
+                key = base64.b64encode(os.urandom(32)).decode()
+                body = json.dumps({"domain": "ffmuc_welt", "public_key": key})
+                t0 = time.perf_counter()
+                try:
+                    async with s.post(url, data=body) as resp:
+                        await resp.read()
+                        status = resp.status
+                except (aiohttp.ClientError, TimeoutError):
+                    status = 0
+                latencies.append(time.perf_counter() - t0)
+                statuses[status] = statuses.get(status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+        "statuses": statuses,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per cell (default 4)")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="cap per cell")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--servers", default="aiohttp,flask-waitress")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per cell; the best is reported")
+    parser.add_argument("--client", choices=["auto", "aiohttp"], default="auto", help="auto: wrk if installed")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    servers = args.servers.split(",")
+    if shutil.which("mosquitto") is None:
+        print("mosquitto not installed; nothing to measure", file=sys.stderr)
+        return 1
+    if "flask-waitress" in servers:
+        try:
+            import flask  # noqa: F401
+            import waitress  # noqa: F401
+        except ImportError:
+            print("baseline skipped: pip install flask waitress into the venv to compare", file=sys.stderr)
+            servers.remove("flask-waitress")
+
+    use_wrk = shutil.which("wrk") is not None and args.client != "aiohttp"
+    print(f"machine: {machine()}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    client = "wrk -t1 (C, Lua script)" if use_wrk else "aiohttp in this process"
+    print(f"client: {client}; new TCP connection per request; {args.duration:g}s per cell, best of {args.rounds}")
+    procs: list[subprocess.Popen] = []
+    best: dict[tuple[str, str, int], dict] = {}
+    with tempfile.TemporaryDirectory(prefix="h5-bench-") as tmp:
+        workdir = Path(tmp)
+        script = workdir / "keys.lua"
+        script.write_text(WRK_LUA)
+        try:
+            mosq, mqtt_port = start_mosquitto(workdir)
+            procs.append(mosq)
+            publish_workers(mqtt_port, "ffmuc_welt")
+            bases, pids = {}, {}
+            for server in servers:
+                http_port = free_port()
+                proc = start_server(server, write_config(workdir, mqtt_port, http_port, server), http_port, workdir)
+                procs.append(proc)
+                bases[server], pids[server] = f"http://127.0.0.1:{http_port}", proc.pid
+            time.sleep(1.0)  # let them connect to MQTT and read the retained worker state
+            for server in servers:  # warm-up, and proof that v2 finds a gateway
+                for path in PATHS.values():
+                    warm = asyncio.run(run_cell(bases[server] + path, 2, 0.5, 100))
+                    if set(warm["statuses"]) != {200}:
+                        raise RuntimeError(f"{server} {path} warm-up answered {warm['statuses']}")
+            for version, path in PATHS.items():
+                for c in levels:
+                    for _ in range(args.rounds):
+                        for server in servers:  # interleaved: both see the same background load
+                            url = bases[server] + path
+                            cpu_before = cpu_seconds(pids[server])
+                            if use_wrk:
+                                r = run_cell_wrk(url, c, args.duration, script)
+                            else:
+                                r = asyncio.run(run_cell(url, c, args.duration, args.max_requests))
+                            r["cpu_ms"] = (cpu_seconds(pids[server]) - cpu_before) * 1000 / max(r["requests"], 1)
+                            key = (server, version, c)
+                            if key not in best or r["rps"] > best[key]["rps"]:
+                                best[key] = r
+                    for server in servers:
+                        r = best[(server, version, c)]
+                        codes = ",".join(f"{k}:{v}" for k, v in r["statuses"].items())
+                        print(
+                            f"{server:15} {version} c={c:<3} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:7.1f} ms"
+                            f"  p99 {r['p99_ms']:7.1f} ms  server CPU {r['cpu_ms']:.2f} ms/req"
+                            f"  n={r['requests']} {codes}",
+                            flush=True,
+                        )
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if len(servers) == 2:
+        print("\nspeed-up aiohttp / flask-waitress (req/s):")
+        table = best
+        for version in PATHS:
+            ratios = []
+            for c in levels:
+                a, b = table[("aiohttp", version, c)], table[("flask-waitress", version, c)]
+                ratios.append(
+                    f"c={c}: {a['rps'] / b['rps']:.1f}x (p99 {a['p99_ms']:.0f} vs {b['p99_ms']:.0f} ms,"
+                    f" CPU {a['cpu_ms']:.2f} vs {b['cpu_ms']:.2f} ms/req)"
+                )
+            print(f"  {version}: " + "; ".join(ratios))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
