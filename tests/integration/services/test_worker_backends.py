@@ -39,9 +39,12 @@ def test_userspace_backend_batch_add_dump_and_remove(gateways):  # noqa: F811
     for k in keys[:5]:
         assert device.peers[k].allowed_ips == (f"{derive.lladdr_from_key(k)}/128",)
         assert device.peers[k].last_handshake == 0
-    # setting again replaces allowed-ips instead of piling them up
+    # a plain set adds to a peer's allowed-ips; a repair replaces them
+    lladdr0 = f"{derive.lladdr_from_key(keys[0])}/128"
     backend.set_peers(gw.wg, [(keys[0], ("fe80::1/128",))])
-    assert backend.device(gw.wg).peers[keys[0]].allowed_ips == ("fe80::1/128",)
+    assert set(backend.device(gw.wg).peers[keys[0]].allowed_ips) == {lladdr0, "fe80::1/128"}
+    backend.set_peers(gw.wg, [(keys[0], (lladdr0,))], replace_allowed_ips=True)
+    assert backend.device(gw.wg).peers[keys[0]].allowed_ips == (lladdr0,)
     # removal of present and already-gone keys in one request
     gone = fake_keys(2, "never-added")
     backend.remove_peers(gw.wg, keys[:100] + gone)

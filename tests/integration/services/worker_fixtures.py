@@ -12,6 +12,7 @@ teardown, also when a test fails.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import os
@@ -29,7 +30,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wgmesh import derive
+from wgmesh import derive, mqtt, protocol
+from wgmesh.config import MqttConfig
 
 CLONE_NEWNET = 0x40000000
 WORKER_BIN = str(Path(sys.executable).with_name("wgmesh-worker"))
@@ -305,3 +307,68 @@ def gateways(tmp_path):
     yield factory
     for gw in made:
         gw.destroy()
+
+
+# --- MQTT side: keys in, retained worker topics out --------------------------------------
+
+PREFIX = "t_"  # test domains t_<hex>; interface names come from worker.interfaces
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+class Publisher:
+    """A QoS 1 publisher with a persistent session (as the broker is), on the host."""
+
+    def __init__(self, port: int):
+        cfg = MqttConfig(broker_url="127.0.0.1", broker_port=port)
+        self.client = mqtt.make_client(cfg, client_id=f"h6-pub-{secrets.token_hex(3)}", clean_start=False)
+        self.retained: dict[str, str] = {}
+        self.connected = threading.Event()
+
+        def on_connect(c, u, flags, rc, props):
+            c.subscribe([("wireguard-worker/#", 1), ("wireguard-metrics/#", 1)])
+            self.connected.set()
+
+        self.client.on_connect = on_connect
+        self.client.on_message = lambda c, u, m: self.retained.__setitem__(m.topic, m.payload.decode())
+        mqtt.connect_async(self.client, cfg)
+        self.client.loop_start()
+        assert self.connected.wait(10), "publisher could not connect to mosquitto"
+
+    def keys(self, domain: str, keys: list[str]) -> None:
+        infos = [self.client.publish(protocol.topic_key(domain), k, qos=protocol.QOS_KEY) for k in keys]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher(mosquitto):
+    pub = Publisher(mosquitto.port)
+    yield pub
+    pub.close()
+
+
+@pytest.fixture
+def domain():
+    return f"{PREFIX}{secrets.token_hex(3)}"
+
+
+def start_workers(gateways, mosquitto, publisher, domain, count=2, **worker):
+    """Gateways with running workers, returned once each has subscribed (its status is "1":
+    the worker subscribes before it publishes that). Keys published before a worker's very
+    first subscription are not queued for it: mosquitto has no session for it yet."""
+    started = [gateways() for _ in range(count)]
+    for gw in started:
+        gw.write_config(domain, PREFIX, 1883, **worker)
+        gw.start_worker(mosquitto.port)
+    for gw in started:
+        wait_until(
+            lambda gw=gw: publisher.retained.get(protocol.topic_status(gw.name)) == "1", what=f"{gw.name} online"
+        )
+    return started

@@ -1,0 +1,55 @@
+"""Broker and workers end to end: keys POSTed over HTTP appear on both gateways.
+
+The real broker process (`broker_factory` from conftest.py), a real mosquitto, and two
+workers in network namespaces with wireguard-go and VXLAN (worker_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from worker_fixtures import PREFIX, Publisher, gateways, new_key, start_workers, wait_until  # noqa: F401 (fixture)
+
+from wgmesh import derive
+from wgmesh.protocol import PATH_V1_EXCHANGE, PATH_V2_EXCHANGE
+
+
+def test_keys_posted_to_the_broker_reach_both_workers(gateways, mosquitto, broker_factory):  # noqa: F811
+    domain = f"{PREFIX}{secrets.token_hex(3)}"
+    publisher = Publisher(mosquitto.port)  # only watches the retained worker topics here
+    try:
+        pair = start_workers(gateways, mosquitto, publisher, domain)
+        broker = broker_factory(mosquitto, domains=[domain], domain_prefixes=[PREFIX])
+        broker.wait_healthy()
+        keys = [new_key() for _ in range(20)]
+
+        def post(path, key):
+            # nodes post JSON with busybox wget, whose Content-Type is not application/json
+            body = json.dumps({"domain": domain, "public_key": key}).encode()
+            return broker.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"})
+
+        # readiness: the broker answers v2 once it has read the workers' retained data
+        wait_until(lambda: post(PATH_V2_EXCHANGE, keys[0])[0] == 200, what=f"broker ready\n{broker.log()[-2000:]}")
+        answers = []
+        for i, key in enumerate(keys):
+            path = PATH_V2_EXCHANGE if i % 2 else PATH_V1_EXCHANGE
+            status, data = post(path, key)
+            assert status == 200, data
+            answers.append((path, data))
+        for gw in pair:
+            wait_until(lambda gw=gw: gw.has_all(keys), what=f"posted keys on {gw.wg}\n{gw.log_text()}")
+        # v2 answers name one of the two gateways with what its worker published
+        by_address = {f"gw-{gw.id}.example.net": gw for gw in pair}
+        for path, data in answers:
+            if path == PATH_V1_EXCHANGE:
+                assert data == {"Message": "OK"}
+                continue
+            endpoint = data["Endpoint"]
+            gw = by_address[endpoint["Address"]]
+            assert endpoint["Port"] == str(gw.listen_port)
+            assert endpoint["PublicKey"] == gw.public_key
+            assert endpoint["AllowedIPs"] == [gw.lladdr]
+            assert str(derive.lladdr_from_key(gw.public_key)) == gw.lladdr
+    finally:
+        publisher.close()
