@@ -22,15 +22,17 @@ description:
   - The key is made with the C(cryptography) Python library when the target has it, else with C(wg genkey).
     The private key is never returned, logged or shown in a diff.
 author:
-  - freifunk.wgmesh contributors
+  - freifunk.wgmesh contributors (@freifunk-wgmesh)
 requirements:
   - the C(cryptography) Python library or C(wg) from wireguard-tools on the target
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - In check mode a missing key is not made, so RV(public_key) is V(null).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - The diff shows the file as absent or present with its public key and mode, never the private key.

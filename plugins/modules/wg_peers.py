@@ -24,14 +24,16 @@ description:
     O(peers[].persistent_keepalive), O(peers[].preshared_key_file)) are left as they are on an existing peer;
     a new peer gets none of them.
 author:
-  - freifunk.wgmesh contributors
+  - freifunk.wgmesh contributors (@freifunk-wgmesh)
 requirements:
   - C(wg) from wireguard-tools on the target
   - a WireGuard interface (kernel or userspace), run as a user allowed to configure it
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - The diff lists the affected peers before and after in a wg-config-like form. Preshared keys are shown only
@@ -56,7 +58,6 @@ options:
           - The peer's public key (44 characters of base64).
         type: str
         required: true
-        no_log: false
       allowed_ips:
         description:
           - Networks routed to this peer. Replaces the peer's allowed IPs; V([]) removes them all.
@@ -79,7 +80,6 @@ options:
             (for example V(/dev/null)) removes the preshared key. Omit to leave it as it is.
           - The key is read on the target to compare it and is never returned or shown in a diff.
         type: path
-        no_log: false
       state:
         description:
           - V(absent) removes this peer. Defaults to O(state).
@@ -103,7 +103,6 @@ options:
     type: list
     elements: str
     default: []
-    no_log: false
 notes:
   - To run against an interface in another network namespace, run the task in that namespace (with kernel
     WireGuard C(wg) talks netlink in its own namespace; userspace interfaces are found through their control

@@ -157,12 +157,10 @@ def test_plan_adds_updates_and_removes_only_what_differs():
 
 def test_exclusive_keeps_protected_and_state_absent_removes_only_listed():
     current = {key: Peer(key) for key in (KEY_A, KEY_B, KEY_C)}
-    _, _, _, removed, _ = declaration([{"public_key": KEY_A}], exclusive=True, protected=[KEY_B]).plan(current)
-    assert removed == [KEY_C]
-    _, _, _, removed, _ = declaration([{"public_key": KEY_A}, {"public_key": random_key()}], state="absent").plan(
-        current
-    )
-    assert removed == [KEY_A]
+    exclusive = declaration([{"public_key": KEY_A}], exclusive=True, protected=[KEY_B])
+    assert exclusive.plan(current)[3] == [KEY_C]
+    absent = declaration([{"public_key": KEY_A}, {"public_key": random_key()}], state="absent")
+    assert absent.plan(current)[3] == [KEY_A]
 
 
 def test_psk_changes_are_planned_but_never_described(tmp_path):
