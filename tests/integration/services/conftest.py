@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -129,6 +130,7 @@ class Mosquitto:
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # in case a test paused it
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
@@ -142,6 +144,15 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is answered (a hung broker)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     @property
     def running(self) -> bool:

@@ -251,3 +251,39 @@ def test_config_error_exits_2_with_one_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr == f"config {path}: mqtt.broker_port: must be an integer 1-65535, got 'abc'\n"
+
+
+def test_hung_mosquitto_gives_503_after_publish_timeout(mosquitto, broker_factory):
+    broker = broker_factory(mosquitto, broker={"publish_timeout": 0.5})
+    broker.wait_healthy()
+    mosquitto.pause()  # TCP stays up, no PUBACK ever comes
+    try:
+        status, data = exchange(broker, V1, "ffmuc_welt", new_key())
+        assert status == 503
+        assert "did not acknowledge within 0.5s" in data["error"]["message"]
+    finally:
+        mosquitto.resume()
+    deadline = time.monotonic() + 20
+    status = 0
+    while status != 200 and time.monotonic() < deadline:
+        status, _ = exchange(broker, V1, "ffmuc_welt", new_key())
+    assert status == 200
+
+
+def test_subscriptions_are_renewed_after_reconnect(mosquitto, broker_factory):
+    publish_worker(mosquitto, "gw1", "ffmuc_welt", peers=100_000, port=40001)  # local +1s cannot catch up
+    publish_worker(mosquitto, "gw2", "ffmuc_welt", peers=10, port=40002)
+    broker = broker_factory(mosquitto)
+    broker.wait_healthy()
+    mosquitto.restart()  # the broker's clean session loses its subscriptions
+    broker.wait_healthy(200)
+    # Only a broker that subscribed again on reconnect sees this update.
+    publish_worker(mosquitto, "gw1", "ffmuc_welt", peers=0, port=40001)
+    publish_worker(mosquitto, "gw2", "ffmuc_welt", peers=60, port=40002)
+    deadline = time.monotonic() + 20
+    port = None
+    while port != "40001" and time.monotonic() < deadline:
+        status, data = exchange(broker, V2, "ffmuc_welt", new_key())
+        port = data.get("Endpoint", {}).get("Port") if status == 200 else None
+        time.sleep(0.1)
+    assert port == "40001", broker.log()[-2000:]
