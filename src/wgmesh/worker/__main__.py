@@ -8,7 +8,7 @@ import signal
 import sys
 
 from wgmesh.config import load_or_exit, setup_logging
-from wgmesh.worker.daemon import Worker
+from wgmesh.worker.daemon import Worker, domain_links
 
 log = logging.getLogger("wgmesh.worker")
 
@@ -16,15 +16,25 @@ log = logging.getLogger("wgmesh.worker")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wgmesh-worker", description=__doc__)
     parser.add_argument("--config", help="YAML config (default: $WGKEX_CONFIG_FILE, else /etc/wgkex.yaml)")
-    parser.add_argument("--debug", action="store_true", help="log at debug level")
+    parser.add_argument("--debug", action="store_true", help="log the worker's own debug messages")
+    parser.add_argument("--check", action="store_true", help="validate the config file and exit")
     args = parser.parse_args(argv)
     cfg = load_or_exit(args.config)
-    setup_logging(cfg, logging.DEBUG if args.debug else logging.INFO)
+    setup_logging(cfg, logging.INFO)
+    if args.debug:
+        # ours only: pyroute2 logs every netlink message at debug level, which slows the worker down
+        logging.getLogger("wgmesh").setLevel(logging.DEBUG)
     try:
-        worker = Worker(cfg)
+        links = domain_links(cfg)
     except ValueError as exc:
         print(f"config {cfg.path}: {exc}", file=sys.stderr)
         return 2
+    if args.check:
+        print(f"config {cfg.path}: OK")
+        for dom in links:
+            print(f"  {dom.domain}: {dom.wg}, {dom.vx} (rule {dom.rule})")
+        return 0
+    worker = Worker(cfg)
 
     def on_signal(signum, frame):
         log.info("signal %d: publishing offline status and stopping", signum)

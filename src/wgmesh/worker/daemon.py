@@ -27,7 +27,8 @@ from wgmesh.worker.reconcile import StalePolicy, plan
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 5000  # keys applied (and journaled) together when they arrive in a burst
+MAX_BATCH = 5000  # keys applied together when they arrive in a burst
+COMMIT_MAX_DELAY_S = 0.5  # a steady stream of keys still gets its journal write this often
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Worker:
         self.stopping = threading.Event()
         self.since: dict[str, dict[str, float]] = {d: {} for d in self.domains}  # see reconcile.plan
         self._generation = 0
+        self._unacked: list[_Key] = []  # applied, waiting for the journal write
+        self._unacked_since = 0.0
         self._links: Links | None = None
         self.client = None
 
@@ -161,10 +164,14 @@ class Worker:
                     next_reconcile = now + self.cfg.worker.reconcile_interval
                 timeout = max(0.0, min(next_metrics, next_reconcile) - time.monotonic())
                 try:
-                    first = self.events.get(timeout=min(timeout, 1.0))
+                    # with keys waiting for their journal write, only look whether more arrived
+                    first = self.events.get(timeout=0 if self._unacked else min(timeout, 1.0))
                 except queue.Empty:
+                    self.commit()
                     continue
                 self._handle([first, *self._drain()])
+                if self._unacked and time.monotonic() - self._unacked_since >= COMMIT_MAX_DELAY_S:
+                    self.commit()
         finally:
             self._shutdown()
 
@@ -192,6 +199,7 @@ class Worker:
                 self.publish_metrics()
 
     def _shutdown(self) -> None:
+        self.commit()
         if self.client is not None:
             info = self.client.publish(
                 protocol.topic_status(self.name), protocol.STATUS_OFFLINE, qos=protocol.QOS_STATUS, retain=True
@@ -205,6 +213,9 @@ class Worker:
 
     # --- keys -------------------------------------------------------------------
     def apply_keys(self, events: list[_Key]) -> None:
+        """Kernel first (the node waits for it); the journal write and the acknowledgement follow
+        in commit(), once no more keys are queued (one fsync for a burst). A crash before the
+        commit leaves the keys unacknowledged, so mosquitto delivers them again."""
         started = time.perf_counter()
         now = self.clock()
         by_domain: dict[str, list[str]] = {}
@@ -215,17 +226,27 @@ class Worker:
                 log.warning("domain %s: key %s is a static peer; left alone", event.domain, event.key)
                 continue
             by_domain.setdefault(event.domain, []).append(event.key)
-        try:
-            self.journal.save()  # durable before we acknowledge anything
-        except JournalError as exc:
-            log.error("%s; keys stay unacknowledged and will be delivered again", exc)
-            return
         for domain, keys in by_domain.items():
             self._add(self.domains[domain], list(dict.fromkeys(keys)), now)
-        for event in events:  # acknowledged: in the journal, and reconcile retries failures
+        if not self._unacked:
+            self._unacked_since = time.monotonic()
+        self._unacked.extend(events)
+        self.metrics.apply_seconds.observe(time.perf_counter() - started)
+
+    def commit(self) -> None:
+        """Write the journal, then acknowledge the keys it now holds."""
+        if not self._unacked:
+            return
+        pending, self._unacked = self._unacked, []
+        try:
+            self.journal.save()
+        except JournalError as exc:
+            # unacknowledged keys come again after the next reconnect; reconcile retries the write
+            log.error("%s; %d keys stay unacknowledged", exc, len(pending))
+            return
+        for event in pending:  # reconcile retries what failed in the kernel
             if self.client is not None and event.generation == self._generation:
                 self.client.ack(event.mid, protocol.QOS_KEY)
-        self.metrics.apply_seconds.observe(time.perf_counter() - started)
 
     def _lladdr(self, dom: DomainLinks, key: str) -> ipaddress.IPv6Address:
         return derive.lladdr_from_key(key, dom.rule)
@@ -256,7 +277,13 @@ class Worker:
         if vx_index is None:
             log.error("domain %s: VXLAN interface %s missing; no FDB entries added", dom.domain, dom.vx)
         lladdrs = {self._lladdr(dom, k): k for k in keys}
-        for lladdr, exc in self.links.add_many(lladdrs, wg_index, vx_index):
+        failed = self.links.add_many(lladdrs, wg_index, vx_index)
+        if failed:  # perhaps an interface was recreated under a new index: look again, retry once
+            self.links.forget()
+            wg_index, vx_index = self.links.ifindex(dom.wg), self.links.ifindex(dom.vx)
+            if wg_index is not None:
+                failed = self.links.add_many([a for a, _ in failed], wg_index, vx_index)
+        for lladdr, exc in failed:
             log.error("domain %s: key %s: %s", dom.domain, lladdrs[lladdr], exc)
             self.metrics.key_errors.labels(dom.domain).inc()
 
@@ -286,6 +313,7 @@ class Worker:
     # --- reconcile ----------------------------------------------------------------
     def reconcile_all(self) -> None:
         started = time.perf_counter()
+        self.links.forget()
         for dom in self.domains.values():
             try:
                 self.reconcile(dom)

@@ -40,14 +40,25 @@ class Links:
     def __init__(self) -> None:
         self.ipr = IPRoute()
         self.bulk = BulkRtnl()
+        self._ifindex: dict[str, int] = {}
 
     def close(self) -> None:
         self.ipr.close()
         self.bulk.close()
 
     def ifindex(self, ifname: str) -> int | None:
-        found = self.ipr.link_lookup(ifname=ifname)
-        return found[0] if found else None
+        """Cached: a lookup costs a netlink round trip per key otherwise. forget() after errors."""
+        index = self._ifindex.get(ifname)
+        if index is None:
+            found = self.ipr.link_lookup(ifname=ifname)
+            index = found[0] if found else None
+            if index is not None:
+                self._ifindex[ifname] = index
+        return index
+
+    def forget(self) -> None:
+        """Look interfaces up again (the gateway role may have recreated one)."""
+        self._ifindex.clear()
 
     def link_local(self, ifname: str) -> ipaddress.IPv6Address | None:
         index = self.ifindex(ifname)
