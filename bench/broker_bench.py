@@ -96,7 +96,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
+    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False).stdout.splitlines()[:1]
     return (
         f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}, "
         f"aiohttp {aiohttp.__version__}, {mosq[0] if mosq else 'mosquitto ?'}"
@@ -164,6 +164,7 @@ def run_cell_wrk(url: str, concurrency: int, duration: float, script: Path) -> d
         capture_output=True,
         text=True,
         timeout=duration + 60,
+        check=False,
     )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
@@ -206,7 +207,7 @@ async def run_cell(url: str, concurrency: int, duration: float, max_requests: in
                 statuses[status] = statuses.get(status, 0) + 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        await asyncio.gather(*(one_client() for _client in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies.sort()
     q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
@@ -270,7 +271,7 @@ def main() -> int:
                         raise RuntimeError(f"{server} {path} warm-up answered {warm['statuses']}")
             for version, path in PATHS.items():
                 for c in levels:
-                    for _ in range(args.rounds):
+                    for _round in range(args.rounds):
                         for server in servers:  # interleaved: both see the same background load
                             url = bases[server] + path
                             cpu_before = cpu_seconds(pids[server])

@@ -20,7 +20,7 @@ class Clock:
 def test_token_bucket_burst_then_refill():
     clock = Clock()
     limiter = RateLimiter(RateLimitConfig(per_client_per_minute=6, burst=3), clock=clock)
-    assert [limiter.check("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert [limiter.check("a") for _request in range(3)] == [0.0, 0.0, 0.0]
     wait = limiter.check("a")
     assert 9.9 < wait <= 10.0  # 6 per minute: one token every 10 s
     assert retry_after_header(wait) == "10"
@@ -32,7 +32,7 @@ def test_token_bucket_burst_then_refill():
 
 def test_rate_limit_off():
     limiter = RateLimiter(RateLimitConfig(per_client_per_minute=0, burst=10))
-    assert all(limiter.check("a") == 0.0 for _ in range(1000))
+    assert all(limiter.check("a") == 0.0 for _request in range(1000))
 
 
 def test_buckets_are_pruned(monkeypatch):

@@ -60,7 +60,7 @@ def body(domain, key):
     [None, "application/x-www-form-urlencoded", "text/plain", "application/json", "application/octet-stream"],
 )
 async def test_v1_accepts_json_whatever_the_content_type(api, transport, keys, content_type):
-    client, _ = await api()
+    client, _app = await api()
     headers = {"Content-Type": content_type} if content_type else {}
     data = body("ffmuc_welt", keys[0]).encode()
     resp = await client.post(V1, data=data, headers=headers, skip_auto_headers=["Content-Type"])
@@ -130,7 +130,7 @@ async def test_v2_no_gateway_is_400_and_missing_data_is_500(api, transport, keys
 )
 @pytest.mark.parametrize("path", [V1, V2])
 async def test_bad_input_is_a_4xx_json_error(api, transport, path, raw, status, message):
-    client, _ = await api()
+    client, _app = await api()
     resp = await client.post(path, data=raw)
     assert resp.status == status
     assert resp.content_type == "application/json"
@@ -140,13 +140,13 @@ async def test_bad_input_is_a_4xx_json_error(api, transport, path, raw, status, 
 
 @pytest.mark.asyncio
 async def test_huge_body_413_by_length_and_while_streaming(api, transport):
-    client, _ = await api()
+    client, _app = await api()
     resp = await client.post(V1, data=b"{" + b" " * 5000 + b"}")
     assert resp.status == 413
     assert "exceeds the limit of 1024 bytes" in (await resp.json())["error"]["message"]
 
     async def chunks():  # no Content-Length: the limit applies while reading
-        for _ in range(10):
+        for _chunk in range(10):
             yield b" " * 500
 
     resp = await client.post(V1, data=chunks())
@@ -166,7 +166,7 @@ async def test_huge_body_413_by_length_and_while_streaming(api, transport):
     ],
 )
 async def test_unknown_routes_and_methods_are_json(api, method, path, status, message):
-    client, _ = await api()
+    client, _app = await api()
     resp = await client.request(method, path)
     assert resp.status == status
     assert message in (await resp.json())["error"]["message"]
@@ -174,7 +174,7 @@ async def test_unknown_routes_and_methods_are_json(api, method, path, status, me
 
 @pytest.mark.asyncio
 async def test_mqtt_failure_is_503_never_200(api, transport, keys):
-    client, _ = await api()
+    client, _app = await api()
     transport.fail_with = "MQTT broker did not acknowledge within 2s"
     for path in (V1, V2):
         resp = await client.post(path, data=body("ffmuc_welt", keys[0]))
@@ -192,7 +192,7 @@ async def test_blocklist_allowlist_are_403(api, config_factory, transport, keys)
             "rate_limit": {"per_client_per_minute": 0},
         }
     )
-    client, _ = await api(cfg)
+    client, _app = await api(cfg)
     resp = await client.post(V1, data=body("ffmuc_welt", keys[0]))
     assert resp.status == 403
     assert "blocked" in (await resp.json())["error"]["message"]
@@ -206,8 +206,8 @@ async def test_blocklist_allowlist_are_403(api, config_factory, transport, keys)
 @pytest.mark.asyncio
 async def test_rate_limit_429_with_retry_after(api, config_factory, transport, keys):
     cfg = config_factory(broker={"rate_limit": {"per_client_per_minute": 2, "burst": 3}})
-    client, _ = await api(cfg)
-    statuses = [(await client.post(V1, data=body("ffmuc_welt", keys[0]))).status for _ in range(3)]
+    client, _app = await api(cfg)
+    statuses = [(await client.post(V1, data=body("ffmuc_welt", keys[0]))).status for _request in range(3)]
     assert statuses == [200, 200, 200]
     resp = await client.post(V1, data=body("ffmuc_welt", keys[0]))
     assert resp.status == 429
@@ -224,7 +224,7 @@ async def test_rate_limit_keys_on_forwarded_for_behind_trusted_proxy(api, config
     cfg = config_factory(
         broker={"rate_limit": {"per_client_per_minute": 1, "burst": 1}, "trusted_proxies": ["127.0.0.0/8", "::1"]}
     )
-    client, _ = await api(cfg)
+    client, _app = await api(cfg)
     for node in ("198.51.100.1", "198.51.100.2"):
         resp = await client.post(V1, data=body("ffmuc_welt", keys[0]), headers={"X-Forwarded-For": node})
         assert resp.status == 200
