@@ -25,6 +25,7 @@ TOPIC_STATUS = "wireguard-worker/{worker}/status"  # "1" online / "0" offline (l
 TOPIC_STATUS_SUB = "wireguard-worker/+/status"
 TOPIC_DATA = "wireguard-worker/{worker}/{domain}/data"  # JSON, see DATA_FIELDS
 TOPIC_DATA_SUB = "wireguard-worker/+/+/data"
+TOPIC_BROKER_SYNC = "wgmesh-broker/{client_id}/sync"  # broker -> itself: end of the retained state
 
 STATUS_ONLINE = "1"
 STATUS_OFFLINE = "0"
