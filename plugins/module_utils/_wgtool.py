@@ -196,9 +196,13 @@ def read_key_file(path):
 
     Raises ValueError without quoting the content: the file holds a secret.
     """
-    with open(path) as handle:
+    with open(path, "rb") as handle:
         content = handle.read(4096).rstrip()
-    if content and not KEY_RE.match(content):
+    try:
+        content = content.decode("ascii")
+    except UnicodeDecodeError:
+        content = None
+    if content is None or (content and not KEY_RE.match(content)):
         raise ValueError(
             "%s does not hold a WireGuard key (expected 44 characters of base64 ending in '='; "
             "an empty file means no key)" % path

@@ -65,9 +65,10 @@ def test_invalid_peer_fields_are_reported_with_place_and_reason(run_module, no_w
     assert complaint in result["msg"]
 
 
-def test_psk_file_with_garbage_is_rejected_without_quoting_it(run_module, no_wg, tmp_path):
+@pytest.mark.parametrize("content", [b"s3cr3t-but-not-a-key\n", b"s3cr3t\xff\xfe binary"])
+def test_psk_file_with_garbage_is_rejected_without_quoting_it(run_module, no_wg, tmp_path, content):
     psk = tmp_path / "bad.psk"
-    psk.write_text("s3cr3t-but-not-a-key\n")
+    psk.write_bytes(content)
     peers = [{"public_key": KEY_A, "preshared_key_file": str(psk)}]
     code, result = run_module(wg_peers.main, {"interface": "wg-test", "peers": peers})
     assert code == 1
