@@ -164,6 +164,9 @@ async def exchange_v2(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     worker = registry.choose(domain)
     if worker is None:
+        if not request.app[TRANSPORT].synced:
+            # Just (re)connected: the retained worker state is still arriving.
+            raise ApiError(503, "gateway state is still loading from MQTT, retry shortly", {"Retry-After": "5"})
         raise ApiError(400, f"no gateway online for domain {domain}")
     endpoint = registry.endpoint(worker, domain)
     if endpoint is None:
@@ -176,8 +179,13 @@ async def exchange_v2(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     transport = request.app[TRANSPORT]
-    if transport.connected:
+    if transport.connected and transport.synced:
         return web.json_response({"status": "ok", "mqtt": "connected"})
+    if transport.connected:
+        return web.json_response(
+            {"status": "starting", "mqtt": "connected", "error": {"message": "retained worker state still loading"}},
+            status=503,
+        )
     return web.json_response(
         {
             "status": "unavailable",

@@ -5,6 +5,12 @@ a QoS 1 publish), so the HTTP layer answers 200 only for keys mosquitto holds.
 paho calls on_publish from its own thread while holding its internal message
 lock; we therefore never hold our lock while calling into paho, and a PUBACK
 that beats the registration of its future is parked in `_early_acks`.
+
+`synced` says the retained worker state has arrived: after subscribing we
+publish a marker to our own sync topic; mosquitto delivers a client's
+messages in order, so when the marker comes back every retained message
+queued before it has been handed to the registry. Until then "no gateway
+known" means "not loaded yet", not "none online".
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ SUBSCRIPTIONS = (
     (protocol.TOPIC_DATA_SUB, protocol.QOS_DATA),
 )
 MAX_INFLIGHT = 1000  # PUBACKs we wait for at once; paho's default of 20 throttles bursts
+SYNC_FALLBACK_S = 5.0  # marker never back (e.g. an ACL forbids the sync topic): assume synced
 
 
 class PublishError(Exception):
@@ -41,11 +48,17 @@ class BrokerTransport:
         self.loop = loop
         self.on_message = on_message
         self.connected = False
+        self.synced = False
+        self._stopping = False
         self.last_error: str | None = "not connected yet"
         self._lock = threading.Lock()
         self._pending: dict[int, asyncio.Future] = {}
         self._early_acks: set[int] = set()
+        self._own_mids: set[int] = set()  # our sync markers, not keys
         client_id = cfg.client_id or f"wgmesh-broker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.sync_topic = protocol.TOPIC_BROKER_SYNC.format(client_id=client_id.replace("/", "_"))
+        self._sync_token = ""
+        self._subscribe_mid: int | None = None
         self.client = mqtt.make_client(cfg, client_id=client_id, clean_start=True)
         self.client.max_inflight_messages_set(MAX_INFLIGHT)
         self.client.on_connect = self._on_connect
@@ -53,6 +66,7 @@ class BrokerTransport:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
 
     @property
     def where(self) -> str:
@@ -65,6 +79,7 @@ class BrokerTransport:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
         self._fail_pending("broker is shutting down")
@@ -77,7 +92,8 @@ class BrokerTransport:
             log.error("%s (%s:%s)", self.last_error, self.cfg.broker_url, self.cfg.broker_port)
             return
         # Subscribe on every (re)connect: retained status/metrics/data arrive again.
-        client.subscribe(list(SUBSCRIPTIONS))
+        self.synced = False
+        _, self._subscribe_mid = client.subscribe([*SUBSCRIPTIONS, (self.sync_topic, 1)])
         self.connected = True
         self.last_error = None
         log.info("connected to MQTT %s:%s", self.cfg.broker_url, self.cfg.broker_port)
@@ -89,17 +105,51 @@ class BrokerTransport:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected
         self.connected = False
+        self.synced = False
         if self.last_error is None or was:
             self.last_error = f"MQTT connection to {self.where} lost ({reason_code})"
-        if was:
+        if was and not self._stopping:
             log.warning("%s; paho reconnects by itself", self.last_error)
         # Whatever was in flight is not known to be stored: let HTTP answer 503 now.
         self._fail_pending("MQTT connection lost before the broker acknowledged the key")
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._subscribe_mid:
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("MQTT broker refused a subscription (%s): check the ACL of this user", reason_codes)
+        self._sync_token = uuid.uuid4().hex
+        # QoS 1 keeps it in order behind the QoS 1 retained messages; its PUBACK
+        # must not be taken for a key's (this runs on paho's thread, before any PUBACK).
+        self._own_mids.add(client.publish(self.sync_topic, self._sync_token, qos=1).mid)
+        self.loop.call_soon_threadsafe(self.loop.call_later, SYNC_FALLBACK_S, self._sync_fallback, self._sync_token)
+
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
+        if msg.topic == self.sync_topic:
+            if msg.payload.decode(errors="replace") == self._sync_token:
+                # Queued behind every retained message handed over before it.
+                self.loop.call_soon_threadsafe(self._set_synced)
+            return
         self.loop.call_soon_threadsafe(self.on_message, msg.topic, msg.payload)
 
+    def _set_synced(self) -> None:
+        if not self.synced:
+            self.synced = True
+            log.info("retained worker state loaded")
+
+    def _sync_fallback(self, token: str) -> None:
+        if not self.synced and token == self._sync_token and self.connected:
+            log.warning(
+                "no echo on %s after %ss (ACL?); serving with the state received so far",
+                self.sync_topic,
+                SYNC_FALLBACK_S,
+            )
+            self.synced = True
+
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if mid in self._own_mids:
+            self._own_mids.discard(mid)
+            return
         with self._lock:
             fut = self._pending.pop(mid, None)
             if fut is None:

@@ -38,6 +38,7 @@ class FakeTransport:
 
     def __init__(self):
         self.connected = True
+        self.synced = True
         self.last_error = None
         self.published: list[tuple[str, str, int]] = []
         self.fail_with: str | None = None

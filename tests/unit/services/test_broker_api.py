@@ -96,6 +96,21 @@ async def test_v2_no_gateway_is_400_and_missing_data_is_500(api, transport, keys
 
 
 @pytest.mark.asyncio
+async def test_v2_while_state_loads_is_503_not_400(api, transport, keys):
+    client, app = await api()
+    transport.synced = False  # connected, retained worker state not yet complete
+    resp = await client.post(V2, data=body("ffmuc_welt", keys[0]))
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "5"
+    assert "still loading" in (await resp.json())["error"]["message"]
+    resp = await client.get("/health")
+    assert resp.status == 503
+    assert (await resp.json())["status"] == "starting"
+    gateway_online(app[REGISTRY], "gw1", "ffmuc_welt", 1)  # a worker already known: serve it
+    assert (await client.post(V2, data=body("ffmuc_welt", keys[0]))).status == 200
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("raw", "status", "message"),
     [
