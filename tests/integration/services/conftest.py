@@ -60,6 +60,7 @@ class Mosquitto:
     port: int
     users: dict[str, str] = field(default_factory=dict)
     tls: dict[str, str] | None = None  # {"cafile", "certfile", "keyfile"} of the server
+    acl: str | None = None  # contents of a mosquitto acl_file
     host: str = "127.0.0.1"
     proc: subprocess.Popen | None = None
 
@@ -99,6 +100,10 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         else:
             lines.append("allow_anonymous true")
+        if self.acl is not None:
+            acl_path = self.workdir / "acl"
+            acl_path.write_text(self.acl)
+            lines.append(f"acl_file {acl_path}")
         if self.tls:
             lines += [
                 f"cafile {self.tls['cafile']}",
@@ -167,13 +172,15 @@ class Mosquitto:
 
 @pytest.fixture
 def mosquitto_factory(tmp_path):
-    """Start mosquitto variants: factory(users={"u": "pw"}, tls={...})."""
+    """Start mosquitto variants: factory(users={"u": "pw"}, tls={...}, acl="user u\\ntopic ...")."""
     started: list[Mosquitto] = []
 
-    def factory(users: dict[str, str] | None = None, tls: dict[str, str] | None = None) -> Mosquitto:
+    def factory(
+        users: dict[str, str] | None = None, tls: dict[str, str] | None = None, acl: str | None = None
+    ) -> Mosquitto:
         workdir = tmp_path / f"mosquitto{len(started)}"
         workdir.mkdir()
-        mq = Mosquitto(workdir=workdir, port=free_port(), users=users or {}, tls=tls)
+        mq = Mosquitto(workdir=workdir, port=free_port(), users=users or {}, tls=tls, acl=acl)
         started.append(mq)
         mq.start()
         return mq

@@ -69,9 +69,9 @@ def subscribers():
         sub.close()
 
 
-def publish_worker(mq, worker: str, domain: str, peers: int, port: int = 51820) -> None:
-    """What a worker publishes (retained), sent with mosquitto's own client library path via paho."""
-    cfg = MqttConfig(broker_url=mq.host, broker_port=mq.port)
+def publish_worker(mq, worker: str, domain: str, peers: int, port: int = 51820, auth=(None, None)) -> None:
+    """What a worker publishes (retained): status, connected_peers and data."""
+    cfg = MqttConfig(broker_url=mq.host, broker_port=mq.port, username=auth[0], password=auth[1])
     client = mqtt.make_client(cfg)
     client.connect(mq.host, mq.port)
     client.loop_start()
@@ -285,3 +285,27 @@ def test_subscriptions_are_renewed_after_reconnect(mosquitto, broker_factory):
         port = data.get("Endpoint", {}).get("Port") if status == 200 else None
         time.sleep(0.1)
     assert port == "40001", broker.log()[-2000:]
+
+
+def test_documented_acl_is_enough(mosquitto_factory, broker_factory, subscribers):
+    # The ACL docs/broker.md gives the broker's MQTT user, plus a worker-like user.
+    acl = (
+        "user broker\n"
+        "topic write wireguard/+/all\n"
+        "topic read wireguard-worker/#\n"
+        "topic read wireguard-metrics/#\n"
+        "topic readwrite wgmesh-broker/#\n"
+        "\n"
+        "user gw1\n"
+        "topic read wireguard/+/all\n"
+        "topic write wireguard-worker/gw1/#\n"
+        "topic write wireguard-metrics/+/gw1/#\n"
+    )
+    mq = mosquitto_factory(users={"broker": "b", "gw1": "g"}, acl=acl)
+    publish_worker(mq, "gw1", "ffmuc_welt", peers=1, port=40001, auth=("gw1", "g"))
+    broker = broker_factory(mq, mqtt={"username": "broker", "password": "b"})
+    broker.wait_healthy()  # 200 needs the sync marker back: the ACL allows it
+    assert "no echo on" not in broker.log()
+    status, data = exchange(broker, V2, "ffmuc_welt", new_key())
+    assert status == 200, data
+    assert data["Endpoint"]["Port"] == "40001"
