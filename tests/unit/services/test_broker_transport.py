@@ -1,0 +1,98 @@
+"""PUBACK bridging of BrokerTransport, with paho's network side simulated.
+
+paho's socket is replaced by stubs so the orderings that are rare on a real
+link (a PUBACK processed before publish() registered its future, a link lost
+while waiting) happen deterministically; the real link is exercised in
+tests/integration/services/test_broker_http.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import SimpleNamespace
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from wgmesh.broker.transport import BrokerTransport, PublishError
+from wgmesh.config import MqttConfig
+
+SUCCESS = ReasonCode(PacketTypes.PUBACK, "Success")
+
+
+def make_transport(loop) -> BrokerTransport:
+    transport = BrokerTransport(MqttConfig(broker_url="127.0.0.1", broker_port=1), loop, lambda topic, payload: None)
+    transport.connected = True
+    return transport
+
+
+def stub_publish(transport, on_publish=None):
+    """Replace client.publish; `on_publish(mid)` runs inside it (a PUBACK that wins the race)."""
+    mids = iter(range(1, 1000))
+
+    def publish(topic, payload, qos=0, retain=False):
+        mid = next(mids)
+        if on_publish is not None:
+            on_publish(mid)
+        return SimpleNamespace(mid=mid, rc=paho.MQTT_ERR_SUCCESS)
+
+    transport.client.publish = publish
+
+
+@pytest.mark.asyncio
+async def test_puback_from_network_thread_settles_the_future():
+    transport = make_transport(asyncio.get_running_loop())
+    stub_publish(transport)
+    task = asyncio.create_task(transport.publish("wireguard/x/all", "k", 1, timeout=5))
+    await asyncio.sleep(0.01)
+    assert not task.done()  # waits for the PUBACK, does not answer early
+    threading.Thread(target=transport._on_publish, args=(transport.client, None, 1, SUCCESS, None)).start()
+    await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.asyncio
+async def test_puback_before_registration_is_not_lost():
+    transport = make_transport(asyncio.get_running_loop())
+    stub_publish(transport, on_publish=lambda mid: transport._on_publish(transport.client, None, mid, SUCCESS, None))
+    await transport.publish("wireguard/x/all", "k", 1, timeout=5)  # would time out if the early PUBACK were lost
+    assert transport._early_acks == set()
+
+
+@pytest.mark.asyncio
+async def test_no_puback_is_a_timeout_error():
+    transport = make_transport(asyncio.get_running_loop())
+    stub_publish(transport)
+    with pytest.raises(PublishError, match=r"did not acknowledge within 0\.05s"):
+        await transport.publish("wireguard/x/all", "k", 1, timeout=0.05)
+    assert transport._pending == {}
+
+
+@pytest.mark.asyncio
+async def test_lost_link_fails_waiting_publishes_at_once():
+    transport = make_transport(asyncio.get_running_loop())
+    stub_publish(transport)
+    task = asyncio.create_task(transport.publish("wireguard/x/all", "k", 1, timeout=60))
+    await asyncio.sleep(0.01)
+    transport._on_disconnect(
+        transport.client, None, None, ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"), None
+    )
+    with pytest.raises(PublishError, match="connection lost"):
+        await asyncio.wait_for(task, 5)
+    assert not transport.connected and not transport.synced
+    with pytest.raises(PublishError, match="unreachable"):
+        await transport.publish("wireguard/x/all", "k", 1, timeout=1)
+
+
+@pytest.mark.asyncio
+async def test_sync_marker_puback_is_not_taken_for_a_key():
+    transport = make_transport(asyncio.get_running_loop())
+    stub_publish(transport)
+    transport._subscribe_mid = 7
+    transport._on_subscribe(transport.client, None, 7, [SUCCESS], None)  # publishes the marker as mid 1
+    transport._on_publish(transport.client, None, 1, SUCCESS, None)  # its PUBACK
+    assert transport._early_acks == set()  # not parked for the next key to pick up
+    with pytest.raises(PublishError, match="did not acknowledge"):
+        await transport.publish("wireguard/x/all", "k", 1, timeout=0.05)  # mid 2: no PUBACK, no false OK
