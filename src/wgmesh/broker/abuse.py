@@ -3,7 +3,8 @@
 Client address: the TCP peer, unless that peer is a configured trusted proxy
 (broker.trusted_proxies); then the right-most X-Forwarded-For entry that is
 not itself a trusted proxy. Without trusted proxies the header is ignored, so
-a client cannot pick its own rate-limit bucket.
+a client cannot pick its own rate-limit bucket. IPv6 clients share a bucket
+per /64: one host usually holds a whole /64 and could otherwise rotate.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ class RateLimiter:
     def _prune(self, now: float) -> None:
         full_after = self.capacity / self.rate
         self.buckets = {c: (t, last) for c, (t, last) in self.buckets.items() if now - last < full_after}
+
+
+def bucket_of(client: str) -> str:
+    """Rate-limit bucket of a client address: IPv4 as is, IPv6 by /64."""
+    try:
+        ip = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if ip.version == 6:
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return client
 
 
 def retry_after_header(seconds: float) -> str:

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 
 from wgmesh import protocol
-from wgmesh.broker.abuse import ClientAddress, KeyLists, RateLimiter, retry_after_header
+from wgmesh.broker.abuse import ClientAddress, KeyLists, RateLimiter, bucket_of, retry_after_header
 from wgmesh.broker.metrics import BrokerMetrics
 from wgmesh.broker.registry import Registry
 from wgmesh.broker.transport import PublishError
@@ -62,12 +62,11 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        path = request.path[:200]
         if exc.status == 404:
-            message = f"no such endpoint: {request.method} {request.path}"
+            message = f"no such endpoint: {request.method} {path}"
         elif exc.status == 405:
-            message = (
-                f"method {request.method} not allowed for {request.path} (allowed: {exc.headers.get('Allow', '')})"
-            )
+            message = f"method {request.method} not allowed for {path} (allowed: {exc.headers.get('Allow', '')})"
         elif exc.text and not exc.text.startswith(f"{exc.status}:"):
             message = exc.text  # e.g. aiohttp's "Maximum request body size ... exceeded"
         else:
@@ -121,7 +120,7 @@ def parse_exchange_body(body: bytes, cfg: Config) -> tuple[str, str]:
 
 def check_client(request: web.Request) -> None:
     client = request.app[CLIENTS].of(request.remote, request.headers.get("X-Forwarded-For"))
-    wait = request.app[LIMITER].check(client)
+    wait = request.app[LIMITER].check(bucket_of(client))
     if wait > 0:
         raise ApiError(
             429,

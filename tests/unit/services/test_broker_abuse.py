@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wgmesh.broker.abuse import ClientAddress, KeyLists, RateLimiter, retry_after_header
+from wgmesh.broker.abuse import ClientAddress, KeyLists, RateLimiter, bucket_of, retry_after_header
 from wgmesh.config import BrokerConfig, RateLimitConfig
 
 KEY1 = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
@@ -68,3 +68,11 @@ def test_forwarded_for_from_trusted_proxy():
     assert addr.of("::ffff:127.0.0.1", "198.51.100.7") == "198.51.100.7"
     assert addr.of("192.0.2.1", "198.51.100.7") == "192.0.2.1"  # peer is no proxy
     assert addr.of("127.0.0.1", None) == "127.0.0.1"
+
+
+def test_ipv6_clients_share_a_bucket_per_64():
+    assert bucket_of("2001:db8:1:2::1") == bucket_of("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert bucket_of("2001:db8:1:3::1") != bucket_of("2001:db8:1:2::1")
+    assert bucket_of("::ffff:192.0.2.1") == "192.0.2.1"
+    assert bucket_of("192.0.2.1") == "192.0.2.1"
+    assert bucket_of("unknown") == "unknown"
