@@ -51,7 +51,7 @@ def vni_from_seed(domain_seed: str, rule: str = "ffmuc") -> int:
 # Interface names per domain: the domain minus its prefix, behind a kind tag.
 # The controller's twin is plugins/module_utils/_naming.py (same vectors).
 IFNAME_KINDS = {"wg": "wg-{}", "vx": "vx-{}", "bat": "bat-{}", "br": "br-{}"}
-IFNAMSIZ = 15  # Linux: 16 bytes including the terminating NUL
+IFNAMSIZ = 15  # Linux: 16 bytes including the terminating NUL; counted in bytes
 
 
 def domain_suffix(domain: str, prefixes: list[str] | tuple[str, ...]) -> str:
@@ -62,12 +62,27 @@ def domain_suffix(domain: str, prefixes: list[str] | tuple[str, ...]) -> str:
     return domain[len(max(matching, key=len)) :]
 
 
+def ifname_problem(name: str) -> str | None:
+    """Why Linux would refuse ``name`` as an interface name (dev_valid_name()), or None.
+
+    '%' is refused too: the kernel takes such a name as a template ("wg%d").
+    """
+    size = len(name.encode())
+    if size == 0:
+        return "is empty"
+    if size > IFNAMSIZ:
+        return f"is {size} bytes long, Linux allows at most {IFNAMSIZ}"
+    if name in (".", ".."):
+        return "is a path component"
+    bad = next((c for c in name if c in "/:%" or c.isspace()), None)
+    return f"contains {bad!r}, which Linux refuses in interface names" if bad else None
+
+
 def interface_names(domain: str, prefixes: list[str] | tuple[str, ...]) -> dict[str, str]:
     suffix = domain_suffix(domain, prefixes)
     names = {kind: pattern.format(suffix) for kind, pattern in IFNAME_KINDS.items()}
     for name in names.values():
-        if len(name) > IFNAMSIZ:
-            raise ValueError(f"interface name {name!r} for domain {domain!r} exceeds Linux's {IFNAMSIZ} characters")
-        if any(c in name for c in "/: \t\n") or name in (".", ".."):
-            raise ValueError(f"interface name {name!r} for domain {domain!r} contains characters Linux refuses")
+        problem = ifname_problem(name)
+        if problem:
+            raise ValueError(f"interface name {name!r} for domain {domain!r} {problem}")
     return names

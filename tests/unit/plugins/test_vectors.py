@@ -2,6 +2,7 @@
 the same answers on the same shared vector file (DESIGN.md section 4)."""
 
 import ipaddress
+import re
 
 import pytest
 
@@ -35,39 +36,13 @@ def test_same_rule_names():
     assert derive.VNI_SEED_KEYS == _derive.VNI_SEED_KEYS
 
 
-def _outcome(fn, *args):
-    try:
-        return ("ok", fn(*args))
-    except ValueError:
-        return ("error", None)
-
-
-# Interface naming cases: not in the shared vector file yet, so kept here.
-IFNAME_CASES = [
-    ("ffmuc_welt", ["ffmuc_"]),
-    ("ffmuc_muc_uml", ["ffmuc_", "ffmuc_muc_"]),
-    ("ffmuc_" + "a" * 11, ["ffmuc_"]),  # bat- name of exactly 15
-    ("ffmuc_" + "a" * 12, ["ffmuc_"]),  # 16: refused
-    ("ffhh_welt", ["ffmuc_"]),  # no prefix
-    ("ffmuc_", ["ffmuc_"]),  # nothing after the prefix
-    ("ffmuc_we/lt", ["ffmuc_"]),
-    ("ffmuc_we lt", ["ffmuc_"]),
-    ("ffmuc_we:lt", ["ffmuc_"]),
-]
-DIVERGENT_IFNAME_CASES = [
-    # the kernel takes "%" as a name template (see test_naming.py); wgmesh.derive accepts it
-    ("ffmuc_we%dlt", ["ffmuc_"]),
-    # IFNAMSIZ counts bytes: "bat-" + 11 characters with one "ü" is 16 bytes
-    ("ffmuc_ü" + "a" * 10, ["ffmuc_"]),
-]
-
-
-@pytest.mark.parametrize(("domain", "prefixes"), IFNAME_CASES)
-def test_interface_names(domain, prefixes):
-    assert _outcome(derive.interface_names, domain, prefixes) == _outcome(_naming.interface_names, domain, prefixes)
-
-
-@pytest.mark.xfail(strict=True, reason="src/wgmesh/derive.py does not yet refuse '%' or count IFNAMSIZ in bytes")
-@pytest.mark.parametrize(("domain", "prefixes"), DIVERGENT_IFNAME_CASES)
-def test_interface_names_divergent(domain, prefixes):
-    assert _outcome(derive.interface_names, domain, prefixes) == _outcome(_naming.interface_names, domain, prefixes)
+@pytest.mark.parametrize("runtime", ["daemon", "plugin"])
+def test_interface_names(vectors, runtime):
+    interface_names = derive.interface_names if runtime == "daemon" else _naming.interface_names
+    assert vectors["ifnames"]
+    for v in vectors["ifnames"]:
+        if "names" in v:
+            assert interface_names(v["domain"], v["prefixes"]) == v["names"], v
+        else:
+            with pytest.raises(ValueError, match=re.escape(v["error"])):
+                interface_names(v["domain"], v["prefixes"])
