@@ -89,6 +89,36 @@ class RouteWatcher(threading.Thread):
                     self.seen.setdefault(ipaddress.IPv6Address(attrs[rtnl_bulk.RTA_DST]), now)
 
 
+class NoDelayMosquitto(Mosquitto):
+    """mosquitto with `set_tcp_nodelay true`: without it Nagle holds a PUBLISH to the worker
+    until the worker's TCP ACK, which Linux delays (up to 40 ms) while the worker's PUBACK
+    waits for its journal write."""
+
+    def write_config(self) -> None:
+        super().write_config()
+        with open(self.conf_path, "a") as fh:
+            fh.write("set_tcp_nodelay true\n")
+
+
+def key_seconds_summary(gw: Gateway) -> str:
+    """Buckets of the worker's own histogram, read from its metrics port inside the namespace."""
+    script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9561/metrics').read().decode())"
+    text = gw.ns(sys.executable, "-c", script)
+    buckets, count = [], 0.0
+    for line in text.splitlines():
+        if line.startswith("wgmesh_worker_key_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((le, float(line.rsplit(" ", 1)[1])))
+        elif line.startswith("wgmesh_worker_key_seconds_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    if not count:
+        return "no keys"
+    return (
+        ", ".join(f"<= {float(le) * 1000:g} ms: {n / count:.0%}" for le, n in buckets if le != "+Inf" and 0 < n < count)
+        or "all in the first bucket"
+    )
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -99,6 +129,12 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--gap-ms", type=float, default=10.0, help="pause between POSTs")
     parser.add_argument("--timeout", type=float, default=10.0, help="give up on a key after this many seconds")
+    parser.add_argument(
+        "--tcp-nodelay",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mosquitto's set_tcp_nodelay (default on, as the mqtt role should configure it)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -112,7 +148,7 @@ def main() -> int:
     peers_ok = False
     work = Path(tempfile.mkdtemp(prefix="h6-k2p-"))
     domain = f"{PREFIX}{secrets.token_hex(3)}"
-    mq = Mosquitto(workdir=work, port=free_port())
+    mq = (NoDelayMosquitto if args.tcp_nodelay else Mosquitto)(workdir=work, port=free_port())
     gateways: list[Gateway] = []
     broker = publisher = None
     watchers: list[RouteWatcher] = []
@@ -123,7 +159,7 @@ def main() -> int:
             gw = Gateway(id=secrets.token_hex(3), workdir=work)
             gateways.append(gw)
             gw.create()
-            gw.write_config(domain, PREFIX, 1883)
+            gw.write_config(domain, PREFIX, 1883, metrics_listen="127.0.0.1:9561")  # in its own namespace
             gw.start_worker(mq.port)
         for gw in gateways:
             wait_until(lambda gw=gw: publisher.retained.get(topic_status(gw.name)) == "1", what="workers online")
@@ -151,12 +187,14 @@ def main() -> int:
 
         keys = [new_key() for _ in range(args.keys)]
         sent: dict[str, float] = {}
+        answered: list[float] = []  # ms until the broker's 200 (it waits for mosquitto's PUBACK)
         errors = 0
         started = time.perf_counter()
         for key in keys:
             body = json.dumps({"domain": domain, "public_key": key}).encode()
             sent[key] = time.perf_counter()
             status, _ = broker.request("POST", PATH_V2_EXCHANGE, body, {"Content-Type": "text/plain"})
+            answered.append((time.perf_counter() - sent[key]) * 1000)
             errors += status != 200
             time.sleep(args.gap_ms / 1000)
         lladdr = {k: derive.lladdr_from_key(k) for k in keys}
@@ -169,6 +207,7 @@ def main() -> int:
             for k in keys
             if all(lladdr[k] in w.seen for w in watchers)
         ]
+        worker_side = [key_seconds_summary(gw) for gw in gateways]
         # the route follows the peer; check the peers themselves once at the end
         peers_ok = all(set(keys) <= set(gw.peers()) for gw in gateways)
         missing = len(keys) - len(latencies)
@@ -183,6 +222,7 @@ def main() -> int:
             publisher.close()
         mq.stop()
     ms = [v * 1000 for v in latencies]
+    print(f"mosquitto set_tcp_nodelay: {args.tcp_nodelay}")
     print(f"keys: {args.keys} POSTed {args.gap_ms:g} ms apart over {elapsed:.1f} s; non-200 answers: {errors}")
     print(f"on both workers: {len(latencies)}, missing after {args.timeout:g} s: {missing}")
     if ms:
@@ -191,6 +231,12 @@ def main() -> int:
             f"p99 {percentile(ms, 99):.1f} ms, max {max(ms):.1f} ms, mean {statistics.mean(ms):.1f} ms"
         )
         print(f"target p99 < 100 ms: {'met' if percentile(ms, 99) < 100 else 'NOT met'}")
+        print(
+            f"of which the broker's answer (POST -> 200): p50 {percentile(answered, 50):.1f} ms, "
+            f"p99 {percentile(answered, 99):.1f} ms, max {max(answered):.1f} ms"
+        )
+    for gw, summary in zip(gateways, worker_side, strict=True):
+        print(f"worker {gw.name}, MQTT arrival -> kernel (wgmesh_worker_key_seconds): {summary}")
     print(f"all peers present on both interfaces at the end: {peers_ok}")
     return 0 if not missing and not errors and peers_ok else 1
 

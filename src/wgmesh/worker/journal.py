@@ -79,28 +79,41 @@ class Journal:
             if entries.pop(key, None) is not None:
                 self.dirty = True
 
-    def save(self) -> None:
-        if not self.dirty:
-            return
-        directory = os.path.dirname(os.path.abspath(self.path))
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=directory)  # mode 0600
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"version": FORMAT_VERSION, "domains": self.domains}, fh, separators=(",", ":"))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # make the rename itself durable
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise JournalError(f"journal {self.path}: cannot write: {exc}") from None
+    def snapshot(self) -> bytes:
+        """The current content, to be written by write_atomic() (possibly in another thread)."""
+        data = json.dumps({"version": FORMAT_VERSION, "domains": self.domains}, separators=(",", ":")).encode()
         self.dirty = False
+        return data
+
+    def save(self) -> None:
+        if self.dirty:
+            try:
+                write_atomic(self.path, self.snapshot())
+            except JournalError:
+                self.dirty = True
+                raise
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename over `path`, fsync the directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=directory)  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise JournalError(f"journal {path}: cannot write: {exc}") from None

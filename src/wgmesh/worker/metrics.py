@@ -39,6 +39,12 @@ class WorkerMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
             registry=r,
         )
+        self.key_seconds = Histogram(
+            "wgmesh_worker_key_seconds",
+            "From a key's arrival over MQTT until its peer, route and FDB entry are in place",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 5),
+            registry=r,
+        )
         self.reconcile_seconds = Histogram(
             "wgmesh_worker_reconcile_seconds",
             "Time for one reconcile of all domains",

@@ -119,6 +119,8 @@ class Relay:
             except OSError:
                 down.close()  # mosquitto is down: the worker retries by itself
                 continue
+            for s in (down, up):  # forward small MQTT packets (PUBACK) at once, as paho does
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.conns += [down, up]
             for a, b in ((down, up), (up, down)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
