@@ -1,0 +1,189 @@
+"""The worker's MQTT handling and key path, with the kernel and the broker replaced.
+
+Doubles (and why): FakeClient records what paho would send (the real session is covered by
+tests/integration/services/test_worker_mqtt.py against mosquitto); FakeBackend/FakeLinks stand
+in for WireGuard and rtnetlink (covered in namespaces by test_worker_backends.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from wgmesh import derive, protocol
+from wgmesh.config import parse_config
+from wgmesh.worker.backend import BackendError, Device, Peer
+from wgmesh.worker.daemon import Worker
+
+KEY1 = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
+KEY2 = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="
+STATIC = "o52Ge+Rpj4CUSitVag9mS7pSXUesNM0ESnvj/wwehkg="
+NOW = 1_800_000_000.0
+
+
+class FakeClient:
+    def __init__(self):
+        self.subscribed, self.published, self.acked = [], [], []
+
+    def subscribe(self, topics):
+        self.subscribed.append(topics)
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        self.published.append((topic, payload, qos, retain))
+
+    def ack(self, mid, qos):
+        self.acked.append(mid)
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self):
+        self.peers: dict[str, Peer] = {}
+        self.fail = False
+
+    def device(self, ifname):
+        return Device("GWKEYGWKEYGWKEYGWKEYGWKEYGWKEYGWKEYGWKEYGWK=", 51820, dict(self.peers))
+
+    def set_peers(self, ifname, peers, replace_allowed_ips=False):
+        if self.fail:
+            raise BackendError(f"interface {ifname}: refused")
+        for key, ips in peers:
+            self.peers[key] = Peer(key, ips, 0.0)
+
+    def remove_peers(self, ifname, keys):
+        for key in keys:
+            self.peers.pop(key, None)
+
+
+class FakeLinks:
+    def __init__(self):
+        self.routes, self.fdb = set(), set()
+
+    def ifindex(self, name):
+        return {"wg-welt": 5, "vx-welt": 6}.get(name)
+
+    def forget(self):
+        pass
+
+    def link_local(self, name):
+        return ipaddress.IPv6Address("fe80::1")
+
+    def host_routes(self, wg):
+        return set(self.routes)
+
+    def fdb_destinations(self, vx, wg):
+        return set(self.fdb)
+
+    def add_many(self, lladdrs, wg, vx):
+        for a in lladdrs:
+            self.routes.add(a)
+            if vx is not None:
+                self.fdb.add(a)
+        return []
+
+    def del_fdb(self, a, vx, wg):
+        self.fdb.discard(a)
+
+    def del_route(self, a, wg):
+        self.routes.discard(a)
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def worker(tmp_path):
+    cfg = parse_config(
+        {
+            "domains": ["ffmuc_welt"],
+            "domain_prefixes": ["ffmuc_"],
+            "externalName": "gw1.example.net",
+            "worker": {"name": "gw1", "journal": str(tmp_path / "journal.json"), "static_peers": [STATIC]},
+        }
+    )
+    backend = FakeBackend()
+    selector = SimpleNamespace(for_interface=lambda name: backend, forget=lambda name: None)
+    w = Worker(cfg, selector=selector, clock=lambda: NOW)
+    w._links = FakeLinks()
+    w.client = FakeClient()
+    w.backend = backend
+    return w
+
+
+def message(topic, payload, mid=1):
+    return SimpleNamespace(topic=topic, payload=payload.encode(), mid=mid, qos=1)
+
+
+def test_connect_subscribes_every_time_and_says_online(worker):
+    flags = SimpleNamespace(session_present=True)
+    ok = SimpleNamespace(is_failure=False)
+    worker._on_connect(worker.client, None, flags, ok)
+    worker._on_connect(worker.client, None, flags, ok)  # a reconnect subscribes again
+    assert worker.client.subscribed == [[("wireguard/ffmuc_welt/all", 1)]] * 2
+    assert worker.client.published.count(("wireguard-worker/gw1/status", "1", 1, True)) == 2
+    assert worker.events.qsize() == 2  # the apply thread reconciles and publishes data
+
+
+def test_malformed_keys_are_acknowledged_and_never_queued(worker):
+    for mid, payload in enumerate(["nonsense", KEY1 + "\n", KEY1[:-1], ""], start=1):
+        worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", payload, mid))
+    worker._on_message(worker.client, None, message("wireguard/other/all", KEY1, 9))
+    assert worker.events.empty()
+    assert worker.client.acked == [1, 2, 3, 4, 9]
+
+
+def test_key_reaches_kernel_then_journal_then_ack(worker):
+    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 7))
+    worker.apply_keys([worker.events.get_nowait()])
+    lladdr = derive.lladdr_from_key(KEY1)
+    assert worker.backend.peers[KEY1].allowed_ips == (f"{lladdr}/128",)
+    assert lladdr in worker._links.routes and lladdr in worker._links.fdb
+    assert worker.client.acked == []  # not before the journal holds it
+    worker.commit()
+    data, pending = worker._commits.get_nowait()  # what the committer thread would write
+    assert json.loads(data)["domains"]["ffmuc_welt"] == {KEY1: NOW}
+    assert [e.mid for e in pending] == [7]
+
+
+def test_error_on_a_key_is_logged_and_the_worker_goes_on(worker, caplog):
+    worker.backend.fail = True
+    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
+    worker.apply_keys([worker.events.get_nowait()])
+    assert f"key {KEY1}" in caplog.text and "ffmuc_welt" in caplog.text
+    assert worker.journal.keys("ffmuc_welt") == {KEY1: NOW}  # reconcile will retry it
+    worker.backend.fail = False
+    worker.reconcile_all()
+    assert KEY1 in worker.backend.peers
+
+
+def test_static_peer_key_is_recorded_but_not_touched(worker):
+    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", STATIC, 1))
+    worker.apply_keys([worker.events.get_nowait()])
+    assert STATIC not in worker.backend.peers
+
+
+def test_data_and_connected_peers_for_the_broker(worker):
+    worker.backend.peers = {KEY1: Peer(KEY1, (), NOW - 10), KEY2: Peer(KEY2, (), NOW - 600)}
+    worker.publish_data()
+    worker.publish_metrics()
+    published = {topic: payload for topic, payload, _qos, _retain in worker.client.published}
+    assert json.loads(published[protocol.topic_data("gw1", "ffmuc_welt")]) == {
+        "ExternalAddress": "gw1.example.net",
+        "Port": 51820,
+        "PublicKey": "GWKEYGWKEYGWKEYGWKEYGWKEYGWKEYGWKEYGWKEYGWK=",
+        "LinkAddress": "fe80::1",
+    }
+    assert published[protocol.topic_metrics("ffmuc_welt", "gw1")] == "1"  # only the recent handshake
+
+
+def test_missing_interface_reports_minus_one(worker):
+    def missing(ifname):
+        raise BackendError("interface wg-welt does not exist")
+
+    worker.backend.device = missing
+    worker.publish_metrics()
+    assert worker.client.published[-1][:2] == (protocol.topic_metrics("ffmuc_welt", "gw1"), "-1")
