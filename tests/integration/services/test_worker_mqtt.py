@@ -104,8 +104,10 @@ def test_reconcile_restores_kernel_state_from_the_journal(gateways, mosquitto, p
     gw.ns("ip", "-6", "route", "del", f"{derive.lladdr_from_key(keys[1])}/128", "dev", gw.wg)
     lladdr2 = str(derive.lladdr_from_key(keys[2]))
     gw.ns("bridge", "fdb", "del", "00:00:00:00:00:00", "dev", gw.vx, "dst", lladdr2, "via", gw.wg)
+    lladdr3 = str(derive.lladdr_from_key(keys[3]))
+    gw.ns("wg", "set", gw.wg, "peer", keys[3], "allowed-ips", f"{lladdr3}/128,10.9.9.0/24")  # a stray extra
     assert not gw.has_all(keys)
-    wait_until(lambda: gw.has_all(keys), what=f"reconcile to repair peer, route and FDB\n{gw.log_text()}")
+    wait_until(lambda: gw.has_all(keys), what=f"reconcile to repair peer, allowed-ips, route, FDB\n{gw.log_text()}")
     # and after a restart without MQTT traffic the journal alone brings everything back
     gw.stop_worker()
     gw.ns("wg", "set", gw.wg, *[a for k in keys for a in ("peer", k, "remove")])
