@@ -309,3 +309,40 @@ def test_documented_acl_is_enough(mosquitto_factory, broker_factory, subscribers
     status, data = exchange(broker, V2, "ffmuc_welt", new_key())
     assert status == 200, data
     assert data["Endpoint"]["Port"] == "40001"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_busybox_wget_like_a_gluon_node(mosquitto, broker_factory, subscribers, version):
+    # The exact call of the Gluon client: busybox wget --post-data (form Content-Type).
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox not installed (Debian package busybox)")
+    publish_worker(mosquitto, "gw1", "ffmuc_welt", peers=3, port=40001)
+    broker = broker_factory(mosquitto)
+    broker.wait_healthy()
+    sub = subscribers(mosquitto, "wireguard/+/all")
+    key = new_key()
+    post = '{"domain": "ffmuc_welt","public_key": "' + key + '"}'
+    url = f"{broker.url}/api/{version}/wg/key/exchange"
+    proc = subprocess.run(
+        [busybox, "wget", "-q", "-O-", f"--post-data={post}", url], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    if version == "v1":
+        assert answer == {"Message": "OK"}
+    else:
+        assert answer["Endpoint"] == {
+            "Address": "gw1.example.net",
+            "Port": "40001",
+            "AllowedIPs": ["fe80::1"],
+            "PublicKey": GW_KEY,
+        }
+    assert sub.get() == ("wireguard/ffmuc_welt/all", key)
+    # A key with a trailing newline (as `wg pubkey` prints it) is refused, and wget fails.
+    bad = '{"domain": "ffmuc_welt","public_key": "' + key + '\\n"}'
+    proc = subprocess.run(
+        [busybox, "wget", "-q", "-O-", f"--post-data={bad}", url], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode != 0
+    assert "400" in proc.stderr
