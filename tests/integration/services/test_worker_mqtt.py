@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import queue
+import sys
 import threading
 import time
 
+import yaml
 from worker_fixtures import (  # noqa: F401 (pytest fixtures)
     PREFIX,
+    Publisher,
     domain,
     gateways,
     new_key,
@@ -147,3 +150,34 @@ def test_stale_peers_are_removed_but_static_and_fresh_ones_stay(gateways, mosqui
     journal = json.loads(gw.journal_path.read_text())
     assert not set(journal["domains"].get(domain, {})) & set(keys)
     assert gw.worker_proc.poll() is None
+
+
+def test_authenticated_session_metrics_and_a_clear_error_for_a_wrong_password(gateways, mosquitto_factory, domain):  # noqa: F811
+    mq = mosquitto_factory(users={"gw": "s3cret", "pub": "pub-pw"})
+    good, bad = gateways(), gateways()
+    good.write_config(domain, PREFIX, 1883, metrics_listen="127.0.0.1:9561")
+    bad.write_config(domain, PREFIX, 1883)
+    for gw, password in ((good, "s3cret"), (bad, "wrong")):
+        cfg = yaml.safe_load(gw.config_path.read_text())
+        cfg["mqtt"].update(username="gw", password=password)
+        gw.config_path.write_text(yaml.safe_dump(cfg))
+        gw.start_worker(mq.port)
+    watcher = Publisher(mq.port, username="pub", password="pub-pw")
+    try:
+        wait_until(lambda: watcher.retained.get(protocol.topic_status(good.name)) == "1", what="good worker online")
+        keys = [new_key() for _ in range(3)]
+        watcher.keys(domain, [*keys, "garbage"])
+        wait_until(lambda: good.has_all(keys), what=f"keys with authentication\n{good.log_text()}")
+        wait_until(
+            lambda: "refused the connection" in bad.log_text() and "mqtt.password" in bad.log_text(),
+            what=f"the refused worker's log line\n{bad.log_text()}",
+        )
+        assert bad.worker_proc.poll() is None  # keeps retrying, as after any broker outage
+        assert bad.peers() == {}
+        script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9561/metrics').read().decode())"
+        metrics = good.ns(sys.executable, "-c", script)
+        assert f'wgmesh_worker_keys_received_total{{domain="{domain}"}} 3.0' in metrics
+        assert f'wgmesh_worker_keys_rejected_total{{domain="{domain}"}} 1.0' in metrics
+        assert "wgmesh_worker_mqtt_connected 1.0" in metrics
+    finally:
+        watcher.close()

@@ -323,8 +323,8 @@ def new_key() -> str:
 class Publisher:
     """A QoS 1 publisher with a persistent session (as the broker is), on the host."""
 
-    def __init__(self, port: int):
-        cfg = MqttConfig(broker_url="127.0.0.1", broker_port=port)
+    def __init__(self, port: int, username: str | None = None, password: str | None = None):
+        cfg = MqttConfig(broker_url="127.0.0.1", broker_port=port, username=username, password=password)
         self.client = mqtt.make_client(cfg, client_id=f"h6-pub-{secrets.token_hex(3)}", clean_start=False)
         self.retained: dict[str, str] = {}
         self.connected = threading.Event()
