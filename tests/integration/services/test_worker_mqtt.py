@@ -173,6 +173,7 @@ def test_authenticated_session_metrics_and_a_clear_error_for_a_wrong_password(ga
             what=f"the refused worker's log line\n{bad.log_text()}",
         )
         assert bad.worker_proc.poll() is None  # keeps retrying, as after any broker outage
+        assert "wrong" not in bad.log_text() and "s3cret" not in good.log_text()  # passwords never logged
         assert bad.peers() == {}
         script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9561/metrics').read().decode())"
         metrics = good.ns(sys.executable, "-c", script)
