@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 
 from worker_fixtures import PREFIX, Publisher, gateways, new_key, start_workers, wait_until  # noqa: F401 (fixture)
 
@@ -53,3 +55,45 @@ def test_keys_posted_to_the_broker_reach_both_workers(gateways, mosquitto, broke
             assert str(derive.lladdr_from_key(gw.public_key)) == gw.lladdr
     finally:
         publisher.close()
+
+
+def test_every_key_answered_200_reaches_both_workers_across_a_mosquitto_restart(
+    gateways,  # noqa: F811
+    mosquitto,
+    broker_factory,
+):
+    domain = f"{PREFIX}{secrets.token_hex(3)}"
+    watcher = Publisher(mosquitto.port)
+    try:
+        pair = start_workers(gateways, mosquitto, watcher, domain)
+        broker = broker_factory(mosquitto, domains=[domain], domain_prefixes=[PREFIX])
+        broker.wait_healthy()
+        accepted, refused = [], []
+        stop = threading.Event()
+
+        def post_stream():
+            while not stop.is_set():
+                key = new_key()
+                body = json.dumps({"domain": domain, "public_key": key}).encode()
+                status, _ = broker.request("POST", PATH_V1_EXCHANGE, body, {"Content-Type": "text/plain"})
+                (accepted if status == 200 else refused).append((key, status))
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=post_stream)
+        thread.start()
+        try:
+            wait_until(lambda: len(accepted) >= 30, what="the stream to start")
+            mosquitto.restart()
+            wait_until(lambda: len(accepted) >= 120, timeout=60, what=f"keys accepted again\n{broker.log()[-2000:]}")
+        finally:
+            stop.set()
+            thread.join(30)
+        keys = [k for k, _ in accepted]
+        # a node whose POST was refused (503 while mosquitto was away) simply retries later
+        assert all(status == 503 for _, status in refused), refused[:3]
+        for gw in pair:
+            wait_until(
+                lambda gw=gw: gw.has_all(keys), timeout=60, what=f"all accepted keys on {gw.wg}\n{gw.log_text()}"
+            )
+    finally:
+        watcher.close()
