@@ -93,7 +93,7 @@ class BrokerTransport:
             return
         # Subscribe on every (re)connect: retained status/metrics/data arrive again.
         self.synced = False
-        _, self._subscribe_mid = client.subscribe([*SUBSCRIPTIONS, (self.sync_topic, 1)])
+        self._subscribe_mid = client.subscribe([*SUBSCRIPTIONS, (self.sync_topic, 1)])[1]
         self.connected = True
         self.last_error = None
         log.info("connected to MQTT %s:%s", self.cfg.broker_url, self.cfg.broker_port)
