@@ -1,9 +1,10 @@
 """The worker daemon: one persistent MQTT session in, kernel changes out.
 
 Threads: paho's network thread only validates and queues (and subscribes in on_connect, on
-every reconnect); one apply thread owns the kernel, the journal and the timers. A key is
-acknowledged to the broker (manual PUBACK) only after it is in the journal and was tried in
-the kernel, so a key that arrives while the worker dies is delivered again by mosquitto.
+every reconnect); the apply thread owns the kernel, the journal's content and the timers; the
+committer thread writes the journal and then sends the PUBACKs (manual acknowledgement). A key
+is acknowledged only after it was tried in the kernel and is in the journal on disk, so a key
+that arrives while the worker dies is delivered again by mosquitto.
 """
 
 from __future__ import annotations

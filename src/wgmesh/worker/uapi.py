@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import subprocess
 from collections.abc import Iterable
 
 from wgmesh.worker.backend import UAPI_SOCKET_DIR, BackendError, Device, InterfaceMissing, Peer, uapi_socket_path
@@ -38,9 +39,19 @@ def hex_to_key(key_hex: str) -> str:
 
 
 def public_from_private_hex(private_hex: str) -> str:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
+    """X25519 public key, with `cryptography` if installed, else `wg pubkey` (wireguard-tools)."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    except ImportError:
+        private_b64 = base64.b64encode(bytes.fromhex(private_hex)).decode()
+        try:
+            out = subprocess.run(["wg", "pubkey"], input=private_b64, capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise BackendError(
+                f"cannot derive the public key: install cryptography or wireguard-tools ({exc})"
+            ) from None
+        return out.stdout.strip()
     private = X25519PrivateKey.from_private_bytes(bytes.fromhex(private_hex))
     return base64.b64encode(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import base64
+import builtins
+import shutil
 
 import pytest
 
-from wgmesh.worker.uapi import UapiProtocolError, format_set, hex_to_key, key_to_hex, parse_get, parse_set_reply
+from wgmesh.worker.uapi import (
+    UapiProtocolError,
+    format_set,
+    hex_to_key,
+    key_to_hex,
+    parse_get,
+    parse_set_reply,
+    public_from_private_hex,
+)
 
 KEY_A = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
 KEY_B = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="
@@ -109,3 +119,17 @@ def test_set_reply():
         parse_set_reply("errno=-2\n\n")
     with pytest.raises(UapiProtocolError, match="unexpected"):
         parse_set_reply("hello\n\n")
+
+
+def test_public_key_without_cryptography_falls_back_to_wg_pubkey(monkeypatch):
+    if shutil.which("wg") is None:
+        pytest.skip("wg not installed (Debian package wireguard-tools)")
+    real_import = builtins.__import__
+
+    def no_cryptography(name, *args, **kwargs):
+        if name.startswith("cryptography"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cryptography)
+    assert public_from_private_hex(PRIVATE_HEX) == PUBLIC_B64
