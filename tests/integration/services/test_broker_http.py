@@ -346,3 +346,27 @@ def test_busybox_wget_like_a_gluon_node(mosquitto, broker_factory, subscribers, 
     )
     assert proc.returncode != 0
     assert "400" in proc.stderr
+
+
+def test_burst_spreads_over_equal_workers_and_shows_in_metrics(mosquitto, broker_factory):
+    # Between two metrics updates the local +1 per answer must spread a burst of
+    # registrations instead of sending all of them to the emptiest gateway.
+    publish_worker(mosquitto, "gw1", "ffmuc_welt", peers=10, port=40001)
+    publish_worker(mosquitto, "gw2", "ffmuc_welt", peers=12, port=40002)
+    broker = broker_factory(mosquitto)
+    broker.wait_healthy()
+    ports = []
+    for _request in range(12):
+        status, data = exchange(broker, V2, "ffmuc_welt", new_key())
+        assert status == 200, data
+        ports.append(data["Endpoint"]["Port"])
+    assert ports[:2] == ["40001", "40001"]  # 10 -> 12 peers before gw2 gets its turn
+    assert ports.count("40001") == 7
+    assert ports.count("40002") == 5  # both end at 17
+    status, _body = broker.request("GET", "/metrics")
+    assert status == 200
+    text = _body["raw"]
+    assert 'wgmesh_broker_requests_total{endpoint="v2",status="200"} 12.0' in text
+    assert 'wgmesh_broker_worker_connected_peers{domain="ffmuc_welt",worker="gw1"} 10.0' in text
+    assert "wgmesh_broker_workers_online 2.0" in text
+    assert "wgmesh_broker_mqtt_connected 1.0" in text
