@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark freifunk.wgmesh.wg_peers with many peers on a wireguard-go interface.
 
 Runs, in one go and on the same machine:
@@ -157,7 +156,7 @@ class Timer:
 
     def __call__(self, func, repeat=1, prepare=None):
         best = None
-        for _ in range(repeat):
+        for _attempt in range(repeat):
             if prepare:
                 prepare()
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -202,6 +201,7 @@ def module_process(iface, peers, workdir):
         capture_output=True,
         text=True,
         env=env,
+        check=False,
     )
     result = json.loads(proc.stdout)
     if result.get("failed"):
@@ -244,7 +244,7 @@ class PlaybookRunner:
         argv = ["ip", "netns", "exec", self.iface.netns, ansible_playbook, "-i", "localhost,", "-c", "local"]
         argv += [str(self.workdir / playbook), "-e", "@%s" % variables]
         started = time.monotonic()
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=self.env)
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=self.env, check=False)
         wall = time.monotonic() - started
         if proc.returncode != 0:
             raise RuntimeError("ansible-playbook failed:\n%s" % proc.stdout[-2000:])
@@ -254,7 +254,7 @@ class PlaybookRunner:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--peers", type=int, default=10000)
     parser.add_argument("--no-playbook", action="store_true", help="skip the ansible-playbook runs")
     parser.add_argument("--no-naive", action="store_true", help="skip the one-process-per-peer loop")
@@ -293,15 +293,15 @@ def main():
         naive = None
         if not options.no_naive:
             print("naive loop: %d wg set processes ..." % n, file=sys.stderr)
-            naive, _ = timer(lambda: naive_loop(iface, peers))
+            naive = timer(lambda: naive_loop(iface, peers))[0]
             assert peer_count(iface) == n
             row("naive: one `wg set` process per peer, first apply", naive, "%d processes, run once" % n)
             clear(iface)
 
-        figures, _ = timer(lambda: one_wg_set(iface, peers), repeat, prepare=lambda: clear(iface))
+        figures = timer(lambda: one_wg_set(iface, peers), repeat, prepare=lambda: clear(iface))[0]
         assert peer_count(iface) == n
         row("one `wg set` with all peers in argv, first apply", figures, "bounded by ARG_MAX")
-        floor, _ = timer(lambda: one_wg_addconf(iface, peers), repeat, prepare=lambda: clear(iface))
+        floor = timer(lambda: one_wg_addconf(iface, peers), repeat, prepare=lambda: clear(iface))[0]
         assert peer_count(iface) == n
         row("one `wg addconf` from a pipe, first apply", floor, "what the module sends")
 
@@ -335,7 +335,7 @@ def main():
                 assert check(result), "%s: unexpected result %s" % (label, result["counts"])
                 task_times[label] = task
                 row("ansible-playbook: %s" % label, figures, "task %.2f s" % task)
-            figures, (wall, task, _) = timer(lambda: playbook("ping.yml", "ping", peers))
+            figures, (wall, task, _result) = timer(lambda: playbook("ping.yml", "ping", peers))
             row("ansible-playbook: builtin ping given the same list", figures, "task %.2f s" % task)
     except KeyboardInterrupt:
         print("interrupted, cleaning up", file=sys.stderr)

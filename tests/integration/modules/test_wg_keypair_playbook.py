@@ -40,7 +40,7 @@ def test_key_is_made_0600_kept_on_rerun_and_matches_wg_pubkey(playbook, wg_iface
 def test_key_file_works_as_interface_key(playbook, wg_iface, tmp_path):
     """The file format is the one `wg set private-key` reads."""
     path = tmp_path / "wg.key"
-    (made,), _ = playbook([{KEYPAIR: {"path": str(path)}}])
+    (made,), _output = playbook([{KEYPAIR: {"path": str(path)}}])
     wg_iface.wg("set", wg_iface.ifname, "private-key", str(path))
     assert wg_iface.wg("show", wg_iface.ifname, "public-key").strip() == made["public_key"]
 
@@ -48,7 +48,7 @@ def test_key_file_works_as_interface_key(playbook, wg_iface, tmp_path):
 def test_invalid_key_file_fails_and_stays(playbook, tmp_path):
     path = tmp_path / "wg.key"
     path.write_text("not a key\n")
-    (failed,), _ = playbook([{KEYPAIR: {"path": str(path)}}])
+    (failed,), _output = playbook([{KEYPAIR: {"path": str(path)}}])
     assert failed["failed"] is True
     assert "does not hold a WireGuard private key" in failed["msg"]
     assert path.read_text() == "not a key\n"

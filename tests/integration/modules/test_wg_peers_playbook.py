@@ -16,7 +16,7 @@ def new_key():
 
 
 def interface_untouched(wg_iface):
-    interface, _ = wg_iface.dump()
+    interface = wg_iface.dump()[0]
     return interface[:3] == wg_iface.expected_interface
 
 
@@ -53,7 +53,7 @@ def test_add_change_rerun_and_check_mode(playbook, wg_iface, tmp_path):
     (applied,), output = playbook([task], variables)
     assert applied["changed"] is True
     assert applied["counts"] == {"added": 3, "updated": 0, "removed": 0, "unchanged": 0}
-    _, dump = wg_iface.dump()
+    dump = wg_iface.peers()
     assert dump[a][ALLOWED] == "fe80::f57/128"
     assert dump[a][PSK] == "(none)"
     assert sorted(dump[b][ALLOWED].split(",")) == ["10.7.0.2/32", "fd00:7::2/128"]
@@ -78,7 +78,7 @@ def test_add_change_rerun_and_check_mode(playbook, wg_iface, tmp_path):
     assert changed["changed"] is True
     assert changed["updated"] == sorted([a, b, c])
     assert changed["added"] == changed["removed"] == []
-    _, dump = wg_iface.dump()
+    dump = wg_iface.peers()
     assert sorted(dump[a][ALLOWED].split(",")) == ["10.7.9.0/28", "fe80::f58/128"]
     assert dump[b][ENDPOINT] == "[fd00::2]:51821"
     assert dump[c][KEEPALIVE] == "off"
@@ -89,7 +89,7 @@ def test_add_change_rerun_and_check_mode(playbook, wg_iface, tmp_path):
     assert "(set, replaced from %s)" % psk_file in changed["diff"]["after"]
 
     psk_file.write_text("")
-    (cleared,), _ = playbook([task], variables)
+    (cleared,), _output = playbook([task], variables)
     assert cleared["updated"] == [c]
     assert wg_iface.dump()[1][c][PSK] == "(none)"
 
@@ -100,27 +100,27 @@ def test_exclusive_keeps_protected_and_absent_removes(playbook, wg_iface):
     wg_iface.wg("set", wg_iface.ifname, "peer", stray, "allowed-ips", "fe80::99/128")
     args = {"interface": wg_iface.ifname, "peers": [{"public_key": node, "allowed_ips": ["fe80::1/128"]}]}
 
-    (not_exclusive,), _ = playbook([{PEERS: args}])
+    (not_exclusive,), _output = playbook([{PEERS: args}])
     assert not_exclusive["removed"] == []
     assert set(wg_iface.dump()[1]) == {partner, stray, node}
 
     exclusive = dict(args, exclusive=True, protected=[partner])
-    (checked,), _ = playbook([{PEERS: exclusive}], check=True)
+    (checked,), _output = playbook([{PEERS: exclusive}], check=True)
     assert checked["removed"] == [stray]
     assert set(wg_iface.dump()[1]) == {partner, stray, node}
 
-    (applied,), _ = playbook([{PEERS: exclusive}])
+    (applied,), _output = playbook([{PEERS: exclusive}])
     assert applied["removed"] == [stray]
-    _, dump = wg_iface.dump()
+    dump = wg_iface.peers()
     assert set(dump) == {partner, node}
     assert dump[partner][ALLOWED] == "10.9.0.2/32"
     assert dump[partner][ENDPOINT] == "192.0.2.2:51820"
 
-    (again,), _ = playbook([{PEERS: exclusive}])
+    (again,), _output = playbook([{PEERS: exclusive}])
     assert again["changed"] is False
 
     absent = {"interface": wg_iface.ifname, "state": "absent", "peers": [{"public_key": node}, {"public_key": stray}]}
-    (removed,), _ = playbook([{PEERS: absent}])
+    (removed,), _output = playbook([{PEERS: absent}])
     assert removed["removed"] == [node]
     assert set(wg_iface.dump()[1]) == {partner}
     assert interface_untouched(wg_iface)
@@ -133,7 +133,7 @@ def test_bad_input_fails_and_changes_nothing(playbook, wg_iface):
     peers = [{"public_key": new_key(), "allowed_ips": ["fe80::%x/128" % (i + 16)]} for i in range(300)]
     peers[250]["allowed_ips"] = ["fe80::1/200"]
     args = {"interface": wg_iface.ifname, "peers": peers, "exclusive": True}
-    (failed,), _ = playbook([{PEERS: args}], {"peers": peers})
+    (failed,), _output = playbook([{PEERS: args}], {"peers": peers})
     assert failed["failed"] is True
     assert "peers[250].allowed_ips[0]" in failed["msg"]
     assert "nothing was changed" in failed["msg"]
@@ -142,7 +142,7 @@ def test_bad_input_fails_and_changes_nothing(playbook, wg_iface):
 
 def test_wg_errors_are_reported_with_stderr(playbook, wg_iface):
     missing = wg_iface.ifname[:-1] + ("x" if wg_iface.ifname[-1] != "x" else "y")
-    (failed,), _ = playbook([{PEERS: {"interface": missing, "peers": []}}])
+    (failed,), _output = playbook([{PEERS: {"interface": missing, "peers": []}}])
     assert failed["failed"] is True
     assert "wg show %s" % missing in failed["msg"]
     assert "Unable to access interface" in failed["msg"]

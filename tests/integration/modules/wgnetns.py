@@ -23,7 +23,7 @@ class Unavailable(Exception):
 
 
 def run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, input=input, capture_output=True, text=True)
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError("%s failed (rc=%d): %s" % (" ".join(argv[:4]), proc.returncode, proc.stderr.strip()))
     return proc
@@ -78,6 +78,9 @@ class WgNetns:
         """(interface fields, {public key: peer fields}) from `wg show <if> dump`."""
         lines = self.wg("show", self.ifname, "dump").splitlines()
         return lines[0].split("\t"), {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
+
+    def peers(self) -> dict[str, list[str]]:
+        return self.dump()[1]
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
