@@ -301,8 +301,12 @@ class PeerDeclaration:
 
     # --- planning: compare with one dump ---
 
-    def plan(self, current):
-        """Return (to_apply, added, updated, removed, diff_pairs) for the current peers."""
+    def plan(self, current, with_diff=True):
+        """Return (to_apply, added, updated, removed, diff_pairs) for the current peers.
+
+        ``diff_pairs`` (key, text before, text after) is only built ``with_diff``: describing
+        10,000 peers costs more than comparing them.
+        """
         to_apply, added, updated, diff_pairs = [], [], [], []
         for key, want in self.present.items():
             have = current.get(key)
@@ -316,7 +320,8 @@ class PeerDeclaration:
                 )
                 to_apply.append(peer)
                 added.append(key)
-                diff_pairs.append((key, None, self._after(None, want, peer)))
+                if with_diff:
+                    diff_pairs.append((key, None, self._after(None, want, peer)))
                 continue
             change = Peer(key, allowed_ips=have.allowed_ips, endpoint=None, persistent_keepalive=None)
             differs = False
@@ -335,14 +340,15 @@ class PeerDeclaration:
             if differs:
                 to_apply.append(change)
                 updated.append(key)
-                diff_pairs.append((key, have.describe(), self._after(have, want, change)))
+                if with_diff:
+                    diff_pairs.append((key, have.describe(), self._after(have, want, change)))
 
         removed = [key for key in self.absent if key in current]
         if self.params["exclusive"]:
             keep = set(self.present) | self.protected | self.absent
             removed.extend(key for key in current if key not in keep)
-        for key in removed:
-            diff_pairs.append((key, current[key].describe(), None))
+        if with_diff:
+            diff_pairs.extend((key, current[key].describe(), None) for key in removed)
         return to_apply, sorted(added), sorted(updated), sorted(removed), diff_pairs
 
     @staticmethod
@@ -378,7 +384,7 @@ class PeerDeclaration:
         tool = WgTool(run, self.interface)
         try:
             _interface, current = tool.dump()
-            to_apply, added, updated, removed, diff_pairs = self.plan(current)
+            to_apply, added, updated, removed, diff_pairs = self.plan(current, with_diff=self.module._diff)
             if not self.module.check_mode:
                 tool.addconf(to_apply)
                 tool.remove(removed)

@@ -154,6 +154,7 @@ def test_plan_adds_updates_and_removes_only_what_differs():
     assert change[KEY_B].allowed_ips == {"fe80::2/128"}
     assert change[KEY_B].persistent_keepalive == 0
     assert {key for key, _before, _after in diff} == {new, KEY_B, KEY_C}
+    assert decl.plan(current, with_diff=False)[4] == []
 
 
 def test_exclusive_keeps_protected_and_state_absent_removes_only_listed():
