@@ -104,6 +104,8 @@ options:
     elements: str
     default: []
 notes:
+  - With O(exclusive=true) every unlisted peer goes, including peers another program (such as the wgmesh worker)
+    added; list those keys in O(protected) or use O(exclusive) only on interfaces this module owns alone.
   - To run against an interface in another network namespace, run the task in that namespace (with kernel
     WireGuard C(wg) talks netlink in its own namespace; userspace interfaces are found through their control
     socket in C(/var/run/wireguard/)).
