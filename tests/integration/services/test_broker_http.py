@@ -200,6 +200,10 @@ def test_mqtt_password_auth(mosquitto_factory, broker_factory, subscribers):
 
     bad = broker_factory(mq, mqtt={"username": "wgkex", "password": "wrong"})
     data = bad.wait_healthy(503)
+    deadline = time.monotonic() + 10  # "not connected yet" until the CONNACK refusal arrives
+    while "check mqtt" not in data["error"]["message"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        data = bad.wait_healthy(503)
     assert "check mqtt.username/mqtt.password" in data["error"]["message"]
     status, data = exchange(bad, V1, "ffmuc_welt", new_key())
     assert status == 503
