@@ -132,13 +132,14 @@ def probe_kvm(image):
         argv += ["-display", "none", "-no-reboot", "-serial", f"file:{console}"]
         argv += ["-kernel", str(image / "vmlinuz"), "-append", "console=ttyS0 panic=-1"]
         try:
-            subprocess.run(argv, capture_output=True, timeout=30, check=False)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         except subprocess.TimeoutExpired:
             return False, "a KVM guest kernel did not reach its end within 30 s"
         text = console.read_text(errors="replace") if console.exists() else ""
         if "Kernel panic" in text:
             return True, "a KVM guest kernel booted"
-        return False, "a KVM guest kernel printed no boot messages"
+        error = proc.stderr.strip().splitlines()[:1] or [f"exit code {proc.returncode}"]
+        return False, f"a KVM guest kernel did not boot (QEMU: {error[0]})"
 
 
 def choose_accel(image):
