@@ -170,25 +170,30 @@ def parse_dump(text):
         fields = line.split("\t")
         if len(fields) != 8:
             raise WgError("unexpected peer line %d in wg show dump (%d fields, expected 8)" % (number, len(fields)))
-        key, psk, endpoint, allowed, _handshake, _rx, _tx, keepalive = fields
-        if endpoint == "(none)":
-            endpoint = None
-        else:
-            # wg prints what getnameinfo gave it; bring it to our canonical form.
-            host, port = split_endpoint(endpoint)
-            endpoint = format_endpoint(host, port)
-        if allowed == "(none)":
-            allowed_ips = frozenset()
-        else:
-            allowed_ips = frozenset(normalize_network(network) for network in allowed.split(","))
-        peers[key] = Peer(
-            key,
-            allowed_ips=allowed_ips,
-            endpoint=endpoint,
-            persistent_keepalive=0 if keepalive == "off" else int(keepalive),
-            preshared_key=None if psk == "(none)" else psk,
-        )
+        try:
+            peer = _dump_peer(fields)
+        except ValueError as exc:
+            # The message names a field value (endpoint, network, keepalive), never the PSK.
+            raise WgError("unexpected peer line %d in wg show dump: %s" % (number, exc)) from None
+        peers[peer.public_key] = peer
     return interface, peers
+
+
+def _dump_peer(fields):
+    key, psk, endpoint, allowed, _handshake, _rx, _tx, keepalive = fields
+    # wg prints endpoints as getnameinfo gave them; bring them to our canonical form.
+    endpoint = None if endpoint == "(none)" else format_endpoint(*split_endpoint(endpoint))
+    if allowed == "(none)":
+        allowed_ips = frozenset()
+    else:
+        allowed_ips = frozenset(normalize_network(network) for network in allowed.split(","))
+    return Peer(
+        key,
+        allowed_ips=allowed_ips,
+        endpoint=endpoint,
+        persistent_keepalive=0 if keepalive == "off" else int(keepalive),
+        preshared_key=None if psk == "(none)" else psk,
+    )
 
 
 def read_key_file(path):

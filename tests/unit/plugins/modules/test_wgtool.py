@@ -122,6 +122,13 @@ def test_parse_dump_errors_never_quote_the_line():
     assert "line 2" in str(caught.value)
 
 
+def test_parse_dump_bad_field_is_a_wg_error_without_the_psk():
+    broken = DUMP.replace("10.1.2.0/24,", "10.1.2.0/99,")
+    with pytest.raises(WgError, match=r"line 2 in wg show dump: .*prefix length") as caught:
+        parse_dump(broken)
+    assert PSK not in str(caught.value)
+
+
 def test_describe_never_shows_the_preshared_key():
     peer = Peer(KEY_B, allowed_ips=frozenset({"fe80::1/128"}), preshared_key=PSK)
     text = peer.describe()
