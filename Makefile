@@ -96,6 +96,15 @@ molecule: deps ## Molecule scenarios from molecule/scenarios.txt (MOLECULE_SCENA
 	  molecule test -s $$s || exit 1; \
 	done
 
+.PHONY: bench
+bench: deps ## Every benchmark in bench/ (root; prints figures beside the naive/upstream way, asserts nothing)
+	pip install --quiet --disable-pip-version-check -r requirements/bench.txt
+	python bench/filters.py
+	python bench/wg_peers_bench.py
+	python bench/broker_bench.py
+	python bench/worker_reconcile_bench.py --peers 10000
+	python bench/key_to_peer_bench.py --keys 1000
+
 .PHONY: changelog-lint
 changelog-lint: deps
 	antsibull-changelog lint
