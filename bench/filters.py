@@ -27,7 +27,7 @@ def cpu_model():
 
 def keys(n):
     # valid keys: base64 of 32 random bytes
-    return [base64.b64encode(os.urandom(32)).decode() for _ in range(n)]
+    return [base64.b64encode(os.urandom(32)).decode() for dummy in range(n)]
 
 
 def per_item(fn, items):

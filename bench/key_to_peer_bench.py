@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Key POST to the broker -> peer present on two workers: latency p50/p99 over N keys.
 
     sudo .venv/bin/python bench/key_to_peer_bench.py [--keys 1000] [--gap-ms 10]
@@ -155,7 +154,7 @@ def main() -> int:
     try:
         mq.start()
         publisher = Publisher(mq.port)
-        for _ in range(2):
+        for dummy in range(2):
             gw = Gateway(id=secrets.token_hex(3), workdir=work)
             gateways.append(gw)
             gw.create()
@@ -185,7 +184,7 @@ def main() -> int:
         warm = str(derive.lladdr_from_key(warmup))
         wait_until(lambda: all(warm in gw.routes() for gw in gateways), what="warm-up key on both workers")
 
-        keys = [new_key() for _ in range(args.keys)]
+        keys = [new_key() for dummy in range(args.keys)]
         sent: dict[str, float] = {}
         answered: list[float] = []  # ms until the broker's 200 (it waits for mosquitto's PUBACK)
         errors = 0
@@ -193,7 +192,7 @@ def main() -> int:
         for key in keys:
             body = json.dumps({"domain": domain, "public_key": key}).encode()
             sent[key] = time.perf_counter()
-            status, _ = broker.request("POST", PATH_V2_EXCHANGE, body, {"Content-Type": "text/plain"})
+            status, dummy = broker.request("POST", PATH_V2_EXCHANGE, body, {"Content-Type": "text/plain"})
             answered.append((time.perf_counter() - sent[key]) * 1000)
             errors += status != 200
             time.sleep(args.gap_ms / 1000)

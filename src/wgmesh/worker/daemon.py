@@ -327,7 +327,7 @@ class Worker:
             self.links.forget()
             wg_index, vx_index = self.links.ifindex(dom.wg), self.links.ifindex(dom.vx)
             if wg_index is not None:
-                failed = self.links.add_many([a for a, _ in failed], wg_index, vx_index)
+                failed = self.links.add_many([a for a, dummy in failed], wg_index, vx_index)
         for lladdr, exc in failed:
             log.error("domain %s: key %s: %s", dom.domain, lladdrs[lladdr], exc)
             self.metrics.key_errors.labels(dom.domain).inc()

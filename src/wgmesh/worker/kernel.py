@@ -86,7 +86,7 @@ def merge_device_dump(messages: Sequence) -> Device:
 
 
 def _allowed_ip_attrs(cidr: str) -> dict:
-    addr, _, mask = cidr.partition("/")
+    addr, dummy, mask = cidr.partition("/")
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     return {
         "attrs": [

@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 
-from worker_fixtures import PREFIX, Publisher, gateways, new_key, start_workers, wait_until  # noqa: F401 (fixture)
+from worker_fixtures import PREFIX, Publisher, gateways, new_key, start_workers, wait_until  # noqa: F401  # pylint: disable=unused-import  (pytest fixtures)
 
 from wgmesh import derive
 from wgmesh.protocol import PATH_V1_EXCHANGE, PATH_V2_EXCHANGE
@@ -24,7 +24,7 @@ def test_keys_posted_to_the_broker_reach_both_workers(gateways, mosquitto, broke
         pair = start_workers(gateways, mosquitto, publisher, domain)
         broker = broker_factory(mosquitto, domains=[domain], domain_prefixes=[PREFIX])
         broker.wait_healthy()
-        keys = [new_key() for _ in range(20)]
+        keys = [new_key() for dummy in range(20)]
 
         def post(path, key):
             # nodes post JSON with busybox wget, whose Content-Type is not application/json
@@ -75,7 +75,7 @@ def test_every_key_answered_200_reaches_both_workers_across_a_mosquitto_restart(
             while not stop.is_set():
                 key = new_key()
                 body = json.dumps({"domain": domain, "public_key": key}).encode()
-                status, _ = broker.request("POST", PATH_V1_EXCHANGE, body, {"Content-Type": "text/plain"})
+                status, dummy = broker.request("POST", PATH_V1_EXCHANGE, body, {"Content-Type": "text/plain"})
                 (accepted if status == 200 else refused).append((key, status))
                 time.sleep(0.005)
 
@@ -88,9 +88,9 @@ def test_every_key_answered_200_reaches_both_workers_across_a_mosquitto_restart(
         finally:
             stop.set()
             thread.join(30)
-        keys = [k for k, _ in accepted]
+        keys = [k for k, dummy in accepted]
         # a node whose POST was refused (503 while mosquitto was away) simply retries later
-        assert all(status == 503 for _, status in refused), refused[:3]
+        assert all(status == 503 for dummy, status in refused), refused[:3]
         for gw in pair:
             wait_until(
                 lambda gw=gw: gw.has_all(keys), timeout=60, what=f"all accepted keys on {gw.wg}\n{gw.log_text()}"

@@ -14,7 +14,7 @@ import threading
 import time
 
 import yaml
-from worker_fixtures import (  # noqa: F401 (pytest fixtures)
+from worker_fixtures import (  # noqa: F401  # pylint: disable=unused-import  (pytest fixtures)
     PREFIX,
     Publisher,
     domain,
@@ -30,7 +30,7 @@ from wgmesh import derive, protocol
 
 def test_keys_become_peers_routes_and_fdb_on_two_workers(gateways, mosquitto, publisher, domain):  # noqa: F811
     pair = start_workers(gateways, mosquitto, publisher, domain)
-    keys = [new_key() for _ in range(25)]
+    keys = [new_key() for dummy in range(25)]
     publisher.keys(domain, [*keys[:10], "not-a-key", keys[0] + "\n", *keys[10:]])
     for gw in pair:
         wait_until(lambda gw=gw: gw.has_all(keys), what=f"25 peers on {gw.wg}\n{gw.log_text()}")
@@ -59,14 +59,14 @@ def journal_keys(gw, dom: str) -> set[str]:
 
 def test_keys_published_while_a_worker_is_dead_are_applied_after_restart(gateways, mosquitto, publisher, domain):  # noqa: F811
     a, b = start_workers(gateways, mosquitto, publisher, domain)
-    first = [new_key() for _ in range(5)]
+    first = [new_key() for dummy in range(5)]
     publisher.keys(domain, first)
     wait_until(lambda: a.has_all(first) and b.has_all(first), what="first keys on both")
     b.stop_worker(hard=True)  # kill -9: no goodbye, the last will says offline
     wait_until(
         lambda: publisher.retained.get(protocol.topic_status(b.name)) == "0", what="last will of the killed worker"
     )
-    later = [new_key() for _ in range(40)]
+    later = [new_key() for dummy in range(40)]
     publisher.keys(domain, later)
     wait_until(lambda: a.has_all(later), what="keys on the live worker")
     assert not any(k in b.peers() for k in later)
@@ -77,7 +77,7 @@ def test_keys_published_while_a_worker_is_dead_are_applied_after_restart(gateway
 
 def test_mosquitto_restart_mid_stream_loses_nothing(gateways, mosquitto, publisher, domain):  # noqa: F811
     pair = start_workers(gateways, mosquitto, publisher, domain)
-    keys = [new_key() for _ in range(200)]
+    keys = [new_key() for dummy in range(200)]
     errors: queue.Queue = queue.Queue()
     sent = []
 
@@ -106,7 +106,7 @@ def test_mosquitto_restart_mid_stream_loses_nothing(gateways, mosquitto, publish
 
 def test_reconcile_restores_kernel_state_from_the_journal(gateways, mosquitto, publisher, domain):  # noqa: F811
     (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1, reconcile_interval=1)
-    keys = [new_key() for _ in range(6)]
+    keys = [new_key() for dummy in range(6)]
     publisher.keys(domain, keys)
     wait_until(lambda: gw.has_all(keys), what="keys applied")
     # a gateway that lost its kernel state (interface recreated, route flushed, FDB cleared)
@@ -141,7 +141,7 @@ def test_stale_peers_are_removed_but_static_and_fresh_ones_stay(gateways, mosqui
         static_peers=[static],
     )
     gw.ns("wg", "set", gw.wg, "peer", static, "allowed-ips", "fe80::1234/128")
-    keys = [new_key() for _ in range(3)]
+    keys = [new_key() for dummy in range(3)]
     publisher.keys(domain, keys)
     wait_until(lambda: gw.has_all(keys), what="keys applied")
     # removal must tolerate parts that are gone already: drop one route and one FDB entry first
@@ -171,7 +171,7 @@ def test_authenticated_session_metrics_and_a_clear_error_for_a_wrong_password(ga
     watcher = Publisher(mq.port, username="pub", password="pub-pw")
     try:
         wait_until(lambda: watcher.retained.get(protocol.topic_status(good.name)) == "1", what="good worker online")
-        keys = [new_key() for _ in range(3)]
+        keys = [new_key() for dummy in range(3)]
         watcher.keys(domain, [*keys, "garbage"])
         wait_until(lambda: good.has_all(keys), what=f"keys with authentication\n{good.log_text()}")
         wait_until(

@@ -47,7 +47,7 @@ def require_tools() -> None:
 
 
 def run(*args: str, check: bool = True, input: str | None = None) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True, input=input)
+    proc = subprocess.run(args, capture_output=True, text=True, input=input, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout
@@ -110,7 +110,7 @@ class Relay:
     def _accept_loop(self) -> None:
         while not self.closed:
             try:
-                down, _ = self.sock.accept()
+                down, dummy = self.sock.accept()
             except OSError:
                 return
             try:
@@ -365,7 +365,7 @@ def start_workers(gateways, mosquitto, publisher, domain, count=2, **worker):
     """Gateways with running workers, returned once each has subscribed (its status is "1":
     the worker subscribes before it publishes that). Keys published before a worker's very
     first subscription are not queued for it: mosquitto has no session for it yet."""
-    started = [gateways() for _ in range(count)]
+    started = [gateways() for dummy in range(count)]
     for gw in started:
         gw.write_config(domain, PREFIX, 1883, **worker)
         gw.start_worker(mosquitto.port)

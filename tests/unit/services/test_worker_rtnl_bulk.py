@@ -50,7 +50,7 @@ def test_messages_encoded_by_pyroute2_are_split_and_parsed():
     buf = route("fe80::1", 3) + route("fe80::2", 4)
     parts = list(rtnl_bulk.split_messages(buf))
     assert [(p[0], p[2]) for p in parts] == [(RTM_NEWROUTE, 3), (RTM_NEWROUTE, 4)]
-    _, _, _, start, end = parts[1]
+    dummy_a, dummy_b, dummy_c, start, end = parts[1]
     attrs = rtnl_bulk.parse_attrs(buf, start + rtnl_bulk.RTMSG.size, end)
     assert ipaddress.IPv6Address(attrs[rtnl_bulk.RTA_DST]) == ipaddress.IPv6Address("fe80::2")
     assert rtnl_bulk.U32.unpack(attrs[rtnl_bulk.RTA_OIF])[0] == 4
