@@ -41,6 +41,7 @@ NOT_YET = 75
 QEMU = "qemu-system-x86_64"
 SSH_USER = "root"
 KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0 loglevel=4 panic=-1"
+EXTRA_KERNEL_ARGS = os.environ.get("WGMESH_VM_APPEND", "")  # for debugging: e.g. systemd.log_level=debug
 DEFAULT_MEMORY_MIB = 768
 BOOT_TIMEOUT = int(os.environ.get("WGMESH_VM_BOOT_TIMEOUT", "600"))
 BUILD_TIMEOUT = int(os.environ.get("WGMESH_VM_BUILD_TIMEOUT", "3600"))
@@ -225,7 +226,14 @@ def qemu_argv(vm_dir, name, platform, image, accel, seg, port, seed_tag):
     argv += ["-smp", str(platform.get("cpus", 1)), "-m", str(platform.get("memory", DEFAULT_MEMORY_MIB))]
     # A distinct SMBIOS UUID per VM: systemd derives the machine-id from it when it has one.
     argv += ["-uuid", str(uuid.uuid4())]
-    argv += ["-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"), "-append", KERNEL_ARGS]
+    argv += [
+        "-kernel",
+        str(image / "vmlinuz"),
+        "-initrd",
+        str(image / "initrd.img"),
+        "-append",
+        f"{KERNEL_ARGS} {EXTRA_KERNEL_ARGS}".strip(),
+    ]
     argv += ["-drive", f"file={vm_dir / 'disk.qcow2'},if=virtio,format=qcow2,cache=unsafe,discard=unmap"]
     argv += ["-drive", f"file={vm_dir / 'seed.tar'},if=virtio,format=raw,readonly=on"]
     argv += ["-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{port}-:22"]
