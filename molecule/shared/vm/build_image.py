@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Build (or reuse) the Debian 12 VM image the Molecule VM scenarios boot.
 
@@ -10,7 +9,7 @@ image needs no boot loader.
 
 The image is cached under ${XDG_CACHE_HOME:-~/.cache}/freifunk-wgmesh/vm/, keyed by
 a hash of this recipe (this file and rootfs/); a changed recipe builds a new image,
-an unchanged one is reused. Usage: build_image.py [--print-dir]
+an unchanged one is reused. Usage: python3 build_image.py [--print-dir]
 """
 
 import argparse
@@ -221,7 +220,7 @@ def ensure():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--print-dir", action="store_true", help="print the image directory, build nothing")
     args = parser.parse_args()
     if args.print_dir:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Start, watch and stop the QEMU VMs of one Molecule scenario.
 
@@ -272,7 +271,7 @@ def start_vm(state_dir, platform, image, accel, seg, public_key):
         check=True,
     )
     write_seed(vm_dir, name, public_key)
-    for _attempt in range(5):  # the port may be taken between picking and binding it
+    for dummy in range(5):  # the port may be taken between picking and binding it
         port = free_port()
         argv = qemu_argv(vm_dir, name, platform, image, accel, seg, port, str(state_dir))
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -383,7 +382,7 @@ def cmd_stop(args):
                 pid = int((vm_dir / "qemu.pid").read_text())
         if pid and pid_alive(pid, str(vm_dir)):
             os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
+            for dummy in range(50):
                 if not pid_alive(pid, str(vm_dir)):
                     break
                 time.sleep(0.1)
@@ -397,7 +396,7 @@ def cmd_stop(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("image", "start", "wait", "stop"):
         cmd = sub.add_parser(name)
