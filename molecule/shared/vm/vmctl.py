@@ -86,8 +86,11 @@ def cmd_image(args):
     deadline = time.monotonic() + args.seconds
     while True:
         if target.exists():
+            record.unlink(missing_ok=True)
             say(f"base image {target}")
             return 0
+        if record.exists() and json.loads(record.read_text()).get("target") != str(target):
+            record.unlink()  # left by a run for another recipe
         if not record.exists():
             log = args.state_dir / "image-build.log"
             with open(log, "w") as out:
@@ -98,7 +101,9 @@ def cmd_image(args):
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # outlives this call; the next call watches it
                 )
-            record.write_text(json.dumps({"pid": proc.pid, "log": str(log), "started": time.time()}))
+            record.write_text(
+                json.dumps({"pid": proc.pid, "log": str(log), "started": time.time(), "target": str(target)})
+            )
             say(f"building base image {target.name} in the background (pid {proc.pid}, log {log})")
             return NOT_YET
         build = json.loads(record.read_text())
