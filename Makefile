@@ -31,7 +31,7 @@ help: ## Show the targets
 test: deps lint sanity unit integration molecule ## Everything: install, lint, sanity, unit, integration, molecule
 
 .PHONY: deps
-deps: system-deps venv collection ## Install system packages, the pinned venv and link the collection
+deps: system-deps venv collection collections ## Install system packages, the pinned venv and link the collection
 
 .PHONY: system-deps
 system-deps:
@@ -50,6 +50,14 @@ $(VENV)/.installed: requirements/test.txt src/pyproject.toml
 collection:
 	mkdir -p $(dir $(COLLECTION_LINK))
 	ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+.PHONY: collections
+collections: venv ## containers.podman from the hash-pinned ansible wheel (no Galaxy here)
+	hack/install-collections $(BIN)/python
+
+.PHONY: container-image
+container-image: ## Build the Debian 12 container test image (only when its recipe changed)
+	hack/build-container-image
 
 .PHONY: lint
 lint: deps ## ruff, yamllint, ansible-lint (production profile)
