@@ -22,7 +22,6 @@ import asyncio
 import base64
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import aiohttp
 import paho.mqtt.client as paho
+from machine import describe  # bench/machine.py: the machine line every benchmark prints
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,19 +88,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False).stdout.splitlines()[:1]
-    return (
-        f"{os.cpu_count()} CPUs ({cpu}), {platform.platform()}, Python {platform.python_version()}, "
-        f"aiohttp {aiohttp.__version__}, {mosq[0] if mosq else 'mosquitto ?'}"
-    )
+    return describe(f"aiohttp {aiohttp.__version__}", mosq[0] if mosq else "mosquitto ?")
 
 
 def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen, int]:

@@ -5,24 +5,18 @@ Prints figures; asserts nothing. Run from the checkout: .venv/bin/python bench/f
 
 import base64
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe  # bench/machine.py: the machine line every benchmark prints
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".build" / "collections"))
 
 from ansible_collections.freifunk.wgmesh.plugins.filter.derive import wg_lladdr  # noqa: E402
 from ansible_collections.freifunk.wgmesh.plugins.filter.keys import wg_pubkey  # noqa: E402
-
-
-def cpu_model():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def keys(n):
@@ -46,7 +40,7 @@ def wg_tool_pubkey(private):
     subprocess.run(["wg", "pubkey"], input=private + "\n", capture_output=True, text=True, check=True)
 
 
-print("machine: nproc=%d, %s, Python %s" % (os.cpu_count(), cpu_model(), platform.python_version()))
+print("machine: " + describe())
 ks = keys(20000)
 print("wg_lladdr filter        : %8.1f us/key (20000 keys)" % (per_item(wg_lladdr, ks) * 1e6))
 print("shell md5sum per key    : %8.1f us/key (300 keys)" % (per_item(shell_lladdr, ks[:300]) * 1e6))

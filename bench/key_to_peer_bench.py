@@ -18,7 +18,6 @@ import argparse
 import ipaddress
 import json
 import os
-import platform
 import secrets
 import socket
 import statistics
@@ -27,6 +26,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from machine import describe  # bench/machine.py: the machine line every benchmark prints
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "integration" / "services"))
@@ -40,14 +41,6 @@ from wgmesh.worker import rtnl_bulk  # noqa: E402
 
 RTMGRP_IPV6_ROUTE = 0x400
 RTM_NEWROUTE = 24
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
-    load = os.getloadavg()[0]
-    python = platform.python_version()
-    return f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, load {load:.1f}, Python {python}"
 
 
 class RouteWatcher(threading.Thread):
@@ -143,7 +136,7 @@ def main() -> int:
     except BaseException as exc:  # pytest.skip outside pytest
         print(f"missing tools: {exc}", file=sys.stderr)
         return 2
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     peers_ok = False
     work = Path(tempfile.mkdtemp(prefix="h6-k2p-"))
     domain = f"{PREFIX}{secrets.token_hex(3)}"

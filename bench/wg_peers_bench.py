@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # bench/machine.py: the machine line every benchmark prints
+
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = REPO / ".build" / "collections"
 sys.path.insert(0, str(REPO / "tests" / "integration" / "modules"))
@@ -97,16 +99,10 @@ def interrupted(_signum, _frame):
 
 
 def machine():
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     wggo = run("wireguard-go", "--version", check=False).stdout.splitlines()
     return {
         "nproc": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "kernel": platform.release(),
         "wireguard-go": wggo[0] if wggo else "?",
         "wg": run("wg", "--version", check=False).stdout.split(" - ")[0].strip(),

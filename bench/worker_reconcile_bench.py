@@ -17,7 +17,6 @@ import argparse
 import base64
 import json
 import os
-import platform
 import secrets
 import shutil
 import statistics
@@ -27,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/machine.py: the machine line every benchmark prints
+
 PREFIX = "t_"
 
 
@@ -35,14 +36,6 @@ def sh(*args, input=None, check=True):
     if check and proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, args))}: {proc.stderr.strip()}")
     return proc.stdout
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
-    load = os.getloadavg()[0]
-    python = platform.python_version()
-    return f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, load {load:.1f}, Python {python}"
 
 
 # --- the timed part, inside the namespace ------------------------------------------------
@@ -155,7 +148,7 @@ def main() -> int:
     ifaces = [f"{bid}a", f"{bid}b", f"{bid}c"]
     procs = []
     work = Path(tempfile.mkdtemp(prefix="h6-bench-"))
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     version = sh("dpkg-query", "-W", "-f=${Version}", "wireguard-go", check=False) or "?"
     print(f"peers: {args.peers}, wireguard-go {version}")
     try:

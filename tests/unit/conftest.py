@@ -4,10 +4,15 @@
   ansible_collections.freifunk.wgmesh.plugins... (the link is made by `make collection`).
 - ``vectors``: the parsed shared derivation vectors (tests/vectors/derivation.json), the
   file every runtime (filters, daemons) is tested against.
+- ``netns``: an empty network namespace of the test's own (prefix ut-), for asking the
+  real kernel what it accepts; removed even when the test fails.
 """
 
 import json
 import os
+import secrets
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +48,17 @@ def ansible_env():
     env["ANSIBLE_NOCOLOR"] = "1"
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
+
+
+@pytest.fixture
+def netns():
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 `ip` is not installed")
+    name = "ut-%d-%s" % (os.getpid(), secrets.token_hex(3))
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        pytest.skip("cannot create a network namespace here: %s" % r.stderr.strip())
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -2,9 +2,6 @@
 
 import ipaddress
 import json
-import os
-import secrets
-import shutil
 import subprocess
 
 import pytest
@@ -144,20 +141,6 @@ def test_vni_bad_seed(seed, problem):
 def test_vni_unknown_rule():
     with pytest.raises(AnsibleFilterError, match="unknown derivation rule 'ffmuc2'"):
         wg_vni(SEED, rule="ffmuc2")
-
-
-@pytest.fixture
-def netns():
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 `ip` is not installed")
-    name = "h1-addr-%d-%s" % (os.getpid(), secrets.token_hex(2))
-    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        pytest.skip("cannot create a network namespace here: %s" % r.stderr.strip())
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def test_kernel_prints_the_same_text(vectors, netns):

@@ -1,8 +1,5 @@
 """wg_mtus: the MTU table, its boundaries, and the VXLAN headroom checked against the kernel."""
 
-import os
-import secrets
-import shutil
 import subprocess
 
 import pytest
@@ -93,20 +90,6 @@ def test_bad_input(underlay, family, fragment):
         wg_mtus(underlay, family)
     assert fragment in str(err.value)
     assert "underlay" in str(err.value)
-
-
-@pytest.fixture
-def netns():
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 `ip` is not installed")
-    name = "h1-mtu-%d-%s" % (os.getpid(), secrets.token_hex(2))
-    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        pytest.skip("cannot create a network namespace here: %s" % r.stderr.strip())
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _ip(ns, *args, check=True):

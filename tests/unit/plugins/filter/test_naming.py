@@ -1,8 +1,5 @@
 """wg_ifnames / wg_ifname: prefix stripping and Linux's interface-name rules."""
 
-import os
-import secrets
-import shutil
 import subprocess
 
 import pytest
@@ -100,21 +97,6 @@ def test_bad_domain_or_prefixes(domain, prefixes, fragment):
     with pytest.raises(AnsibleFilterError) as err:
         wg_ifnames(domain, prefixes)
     assert fragment in str(err.value)
-
-
-@pytest.fixture
-def netns():
-    """A network namespace of our own (prefix h1-), removed even when the test fails."""
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 `ip` is not installed")
-    name = "h1-names-%d-%s" % (os.getpid(), secrets.token_hex(2))
-    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
-    if r.returncode != 0:
-        pytest.skip("cannot create a network namespace here: %s" % r.stderr.strip())
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _kernel_link_add(ns, name):
