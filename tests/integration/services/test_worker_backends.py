@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from worker_fixtures import gateways, run  # noqa: F401  # pylint: disable=unused-import  (pytest fixture)
+from worker_fixtures import gateways, run  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
 
 from wgmesh import derive
 from wgmesh.worker.backend import BackendSelector, InterfaceMissing

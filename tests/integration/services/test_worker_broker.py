@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 
-from worker_fixtures import PREFIX, Publisher, gateways, new_key, start_workers, wait_until  # noqa: F401  # pylint: disable=unused-import  (pytest fixtures)
+from worker_fixtures import PREFIX, Publisher, gateways, new_key, start_workers, wait_until  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
 
 from wgmesh import derive
 from wgmesh.protocol import PATH_V1_EXCHANGE, PATH_V2_EXCHANGE

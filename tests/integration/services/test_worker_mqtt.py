@@ -14,7 +14,7 @@ import threading
 import time
 
 import yaml
-from worker_fixtures import (  # noqa: F401  # pylint: disable=unused-import  (pytest fixtures)
+from worker_fixtures import (  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
     PREFIX,
     Publisher,
     domain,
