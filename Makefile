@@ -60,11 +60,12 @@ container-image: ## Build the Debian 12 container test image (only when its reci
 	hack/build-container-image
 
 .PHONY: lint
-lint: deps ## ruff, yamllint, ansible-lint (production profile)
+lint: deps ## ruff, yamllint, ansible-lint (production profile), changelog fragments
 	ruff check .
 	ruff format --check .
 	yamllint --strict .
 	ansible-lint --offline
+	antsibull-changelog lint
 
 # ansible-test --requirements installs its own pins: keep them out of the main venv.
 # (--venv would fetch pip's bootstrap script from a host unreachable here.)
@@ -112,10 +113,6 @@ bench: deps ## Every benchmark in bench/ (root; prints figures beside the naive/
 	python bench/broker_bench.py
 	python bench/worker_reconcile_bench.py --peers 10000
 	python bench/key_to_peer_bench.py --keys 1000
-
-.PHONY: changelog-lint
-changelog-lint: deps
-	antsibull-changelog lint
 
 .PHONY: lock
 lock: ## Re-resolve requirements/test.txt from requirements/test.in
