@@ -9,6 +9,7 @@ at the fields it needs. Constants come from pyroute2; single changes (removal) s
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import itertools
@@ -33,7 +34,9 @@ from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_PERMANENT
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
 NETLINK_GET_STRICT_CHK = 12
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
@@ -48,6 +51,11 @@ RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 4, 0, 1
 ZERO_MAC = bytes(6)
 
 MESSAGES_PER_SEND = 2000  # ~140 KB per sendmsg, below the default socket buffer
+RCVBUF = 1 << 22
+# Every request is answered by its own ACK, and the receive buffer is charged each ACK's
+# buffer overhead (about 1 KB), not its ~40 bytes: requests in flight are capped so that their
+# ACKs fit, else the kernel drops ACKs (ENOBUFS) for changes it has made.
+RCVBUF_PER_ACK = 2048
 DUMP_ATTEMPTS = 10
 
 IPv6 = ipaddress.IPv6Address
@@ -102,7 +110,16 @@ class BulkRtnl:
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        # SO_RCVBUF is silently capped at net.core.rmem_max (208 KB on a stock Debian kernel);
+        # with CAP_NET_ADMIN (the worker's) SO_RCVBUFFORCE is not.
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except PermissionError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        with contextlib.suppress(OSError):  # ACKs without a copy of the request (Linux >= 4.3)
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        rcvbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.per_send = max(1, min(MESSAGES_PER_SEND, rcvbuf // RCVBUF_PER_ACK))
         self.sock.bind((0, 0))
         self.seq = itertools.count(int.from_bytes(os.urandom(2), "big") << 8)
 
@@ -113,8 +130,8 @@ class BulkRtnl:
     def _apply(self, kind: int, flags: int, items: list[tuple[IPv6, bytes]], ok_errors=()) -> list[tuple[IPv6, int]]:
         """Send requests with ACK in chunks; return (address, errno) of those the kernel refused."""
         failed = []
-        for start in range(0, len(items), MESSAGES_PER_SEND):
-            chunk = items[start : start + MESSAGES_PER_SEND]
+        for start in range(0, len(items), self.per_send):
+            chunk = items[start : start + self.per_send]
             pending = {}
             buf = bytearray()
             for lladdr, body in chunk:
