@@ -354,10 +354,12 @@ def _worker_interfaces(r: _Reader, w: Mapping, domains: tuple[str, ...]) -> dict
         out[domain] = {}
         for kind in ("wg", "vx"):
             name = r.str_(names, f"{key}.{kind}", None)
-            if name is not None and (len(name) > derive.IFNAMSIZ or any(c in name for c in "/: \t\n")):
-                raise r.fail(f"{key}.{kind}", f"must be a Linux interface name (at most {derive.IFNAMSIZ} chars)", name)
-            if name is not None:
-                out[domain][kind] = name
+            if name is None:
+                continue
+            problem = derive.ifname_problem(name)  # the same rule as the derived names
+            if problem:
+                raise r.fail(f"{key}.{kind}", f"is not a Linux interface name: it {problem}", name)
+            out[domain][kind] = name
     return out
 
 

@@ -161,3 +161,23 @@ def test_logging_config_is_applied():
     )
     setup_logging(cfg)
     assert logging.getLogger("h5.test").level == logging.ERROR
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("wg-we%dlt", "contains '%'"),  # the kernel takes '%' as a name template
+        ("wg-\u00fc" + "a" * 11, "16 bytes"),  # IFNAMSIZ counts bytes, not characters
+        ("wg/x", "contains '/'"),
+    ],
+)
+def test_worker_interface_override_uses_the_kernel_name_rule(name, problem):
+    with pytest.raises(ConfigError) as err:
+        make_config(worker={"interfaces": {"ffmuc_welt": {"wg": name}}})
+    assert "worker.interfaces.ffmuc_welt.wg" in str(err.value)
+    assert problem in str(err.value)
+
+
+def test_worker_interface_override_accepts_a_valid_name():
+    cfg = make_config(worker={"interfaces": {"ffmuc_welt": {"wg": "wg-x12345678901"}}})
+    assert cfg.worker.interfaces["ffmuc_welt"]["wg"] == "wg-x12345678901"
