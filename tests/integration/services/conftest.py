@@ -52,6 +52,18 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def terminate(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Mosquitto:
     """One mosquitto instance under `workdir`; restartable on the same port."""
@@ -136,12 +148,7 @@ class Mosquitto:
             return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)  # in case a test paused it
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         if self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
@@ -235,13 +242,7 @@ class BrokerProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
 
     def log(self) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import terminate  # the services conftest's one stop-a-process rule
 
 from wgmesh import derive, mqtt, protocol
 from wgmesh.config import MqttConfig
@@ -200,13 +201,8 @@ class Gateway:
         self.stop_worker(hard=True)
         if self.relay:
             self.relay.close()
-        if self.wg_proc and self.wg_proc.poll() is None:
-            self.wg_proc.terminate()
-            try:
-                self.wg_proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.wg_proc.kill()
-                self.wg_proc.wait()
+        if self.wg_proc:
+            terminate(self.wg_proc, timeout=5)
         run("ip", "netns", "del", self.netns, check=False)
         Path(f"/var/run/wireguard/{self.wg}.sock").unlink(missing_ok=True)
 
