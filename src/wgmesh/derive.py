@@ -36,16 +36,15 @@ def lladdr_from_key(key: str, rule: str = "ffmuc") -> ipaddress.IPv6Address:
 
 
 def vni_from_seed(domain_seed: str, rule: str = "ffmuc") -> int:
-    """Gluon's domain_seed_bytes(key, 3) read as an integer (a 24-bit VNI)."""
+    """Gluon's domain_seed_bytes(key, 3) read as an integer (a 24-bit VNI).
+
+    Gluon chains md5 rounds v_i = md5hex(v_{i-1} + key + lower(seed) + str(i)) until it
+    has enough bytes; one round gives 16, so three bytes need only v_1.
+    """
     if rule not in VNI_SEED_KEYS:
         raise ValueError(f"unknown derivation rule {rule!r}: expected one of {', '.join(RULES)}")
-    seed_key = VNI_SEED_KEYS[rule]
-    out, prev, i = "", "", 1
-    while len(out) < 6:
-        prev = hashlib.md5((prev + seed_key + domain_seed.lower() + str(i)).encode(), usedforsecurity=False).hexdigest()
-        out += prev
-        i += 1
-    return int(out[:6], 16)
+    v1 = hashlib.md5((VNI_SEED_KEYS[rule] + domain_seed.lower() + "1").encode(), usedforsecurity=False).hexdigest()
+    return int(v1[:6], 16)
 
 
 # Interface names per domain: the domain minus its prefix, behind a kind tag.
