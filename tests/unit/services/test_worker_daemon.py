@@ -187,3 +187,18 @@ def test_missing_interface_reports_minus_one(worker):
     worker.backend.device = missing
     worker.publish_metrics()
     assert worker.client.published[-1][:2] == (protocol.topic_metrics("ffmuc_welt", "gw1"), "-1")
+
+
+def test_a_damaged_journal_entry_is_counted_and_the_worker_serves_the_rest(tmp_path):
+    journal = tmp_path / "journal.json"
+    journal.write_text(json.dumps({"version": 1, "domains": {"ffmuc_welt": {KEY1: NOW, "not-a-key": None}}}))
+    cfg = parse_config(
+        {"domains": ["ffmuc_welt"], "domain_prefixes": ["ffmuc_"], "worker": {"name": "gw1", "journal": str(journal)}}
+    )
+    backend = FakeBackend()
+    selector = SimpleNamespace(for_interface=lambda name: backend, forget=lambda name: None)
+    w = Worker(cfg, selector=selector, clock=lambda: NOW)
+    w._links = FakeLinks()
+    w.reconcile_all()
+    assert list(backend.peers) == [KEY1]
+    assert w.metrics.registry.get_sample_value("wgmesh_worker_journal_entries_set_aside_total") == 1
