@@ -91,6 +91,7 @@ class Worker:
         self.static = frozenset(cfg.worker.static_peers)
         self.metrics = WorkerMetrics()
         self.journal = Journal(cfg.worker.journal)
+        self.metrics.journal_set_aside.inc(self.journal.entries_set_aside)
         self.events: queue.Queue = queue.Queue()
         self.stopping = threading.Event()
         self.since: dict[str, dict[str, float]] = {d: {} for d in self.domains}  # see reconcile.plan

@@ -32,6 +32,11 @@ class WorkerMetrics:
             registry=r,
         )
         self.journal_keys = Gauge("wgmesh_worker_journal_keys", "Keys in the worker's journal", ["domain"], registry=r)
+        self.journal_set_aside = Counter(
+            "wgmesh_worker_journal_entries_set_aside",
+            "Journal entries found damaged at start and set aside (an unreadable file counts as one)",
+            registry=r,
+        )
         self.mqtt_connected = Gauge("wgmesh_worker_mqtt_connected", "1 while the MQTT session is up", registry=r)
         self.apply_seconds = Histogram(
             "wgmesh_worker_apply_seconds",
