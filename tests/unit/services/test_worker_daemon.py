@@ -202,3 +202,13 @@ def test_a_damaged_journal_entry_is_counted_and_the_worker_serves_the_rest(tmp_p
     w.reconcile_all()
     assert list(backend.peers) == [KEY1]
     assert w.metrics.registry.get_sample_value("wgmesh_worker_journal_entries_set_aside_total") == 1
+
+
+LOW_ORDER_KEY = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="  # the all-zero Curve25519 point
+
+
+def test_a_low_order_key_is_acknowledged_counted_and_never_becomes_a_peer(worker):
+    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", LOW_ORDER_KEY, 3))
+    assert worker.events.empty()
+    assert worker.client.acked == [3]
+    assert worker.metrics.registry.get_sample_value("wgmesh_worker_keys_rejected_total", {"domain": "ffmuc_welt"}) == 1

@@ -168,3 +168,11 @@ def test_an_intact_journal_sets_nothing_aside(tmp_path):
     j = Journal(str(path))
     assert j.keys("ffmuc_welt") == {KEY_A: 1.0, KEY_B: 2.0}
     assert j.entries_set_aside == 0 and not _aside(tmp_path)
+
+
+def test_a_low_order_key_in_the_journal_is_set_aside(tmp_path):
+    path = tmp_path / "j.json"
+    _write(path, {"ffmuc_welt": {KEY_A: 1.0, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=": 2.0}})
+    j = Journal(str(path))
+    assert j.keys("ffmuc_welt") == {KEY_A: 1.0}
+    assert j.entries_set_aside == 1
