@@ -1,6 +1,7 @@
 """The gateway worker: applies node keys from MQTT as WireGuard peers, routes and VXLAN FDB entries.
 
 Layers, each readable alone:
+  errors.py    KernelError, the one family of kernel-side failures
   backend.py   the WireGuard backend interface and the choice between kernel and userspace
   kernel.py    kernel WireGuard over generic netlink (pyroute2), with consistent dumps
   uapi.py      userspace WireGuard (wireguard-go) over its UAPI socket

@@ -8,13 +8,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from wgmesh.worker.errors import KernelError
+
 log = logging.getLogger(__name__)
 
 UAPI_SOCKET_DIR = "/var/run/wireguard"
 BACKENDS = ("auto", "kernel", "userspace")
 
 
-class BackendError(Exception):
+class BackendError(KernelError):
     """WireGuard refused or could not be reached; the message names the interface."""
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from wgmesh import derive, mqtt, protocol
 from wgmesh.config import Config
 from wgmesh.worker.backend import BackendError, BackendSelector, Device, InterfaceMissing
+from wgmesh.worker.errors import KernelError
 from wgmesh.worker.journal import Journal, JournalError, write_atomic
 from wgmesh.worker.links import LinkError, Links
 from wgmesh.worker.metrics import WorkerMetrics
@@ -250,7 +251,11 @@ class Worker:
                 continue
             by_domain.setdefault(event.domain, []).append(event.key)
         for domain, keys in by_domain.items():
-            self._add(self.domains[domain], list(dict.fromkeys(keys)), now)
+            dom = self.domains[domain]
+            try:
+                self._add(dom, list(dict.fromkeys(keys)), now)
+            except KernelError as exc:  # the keys are in the journal: reconcile puts them in
+                self._kernel_failed(dom, f"adding {len(keys)} keys", exc)
         done = time.monotonic()
         for event in events:
             self.metrics.key_seconds.observe(done - event.received)
@@ -310,6 +315,7 @@ class Worker:
             for key in keys:
                 log.error("domain %s: key %s: peer not added: %s", dom.domain, key, exc)
             self.metrics.key_errors.labels(dom.domain).inc(len(keys))
+            self.metrics.kernel_errors.labels(dom.domain).inc()
             return
         since = self.since[dom.domain]
         for key in keys:
@@ -346,15 +352,24 @@ class Worker:
                         self.links.del_route(lladdr, wg_index)
             except LinkError as exc:
                 log.error("domain %s: key %s: %s", dom.domain, key, exc)
+                self.metrics.kernel_errors.labels(dom.domain).inc()
         try:
             self.selector.for_interface(dom.wg).remove_peers(dom.wg, list(removals))
         except BackendError as exc:
-            log.error("domain %s: removing %d stale peers: %s", dom.domain, len(removals), exc)
+            self._kernel_failed(dom, f"removing {len(removals)} stale peers", exc)
             return
         self.journal.remove(dom.domain, removals)
         for key in removals:
             self.since[dom.domain].pop(key, None)
         self.metrics.peers_removed.labels(dom.domain).inc(len(removals))
+
+    def _kernel_failed(self, dom: DomainLinks, what: str, exc: KernelError) -> None:
+        """One domain's kernel-side failure: logged, counted, and the interface looked up anew;
+        the journal still holds its keys, so the next reconcile retries."""
+        self.selector.forget(dom.wg)
+        self.links.forget()
+        self.metrics.kernel_errors.labels(dom.domain).inc()
+        log.error("domain %s: %s: %s; retried at the next reconcile", dom.domain, what, exc)
 
     # --- reconcile ----------------------------------------------------------------
     def reconcile_all(self) -> None:
@@ -363,9 +378,8 @@ class Worker:
         for dom in self.domains.values():
             try:
                 self.reconcile(dom)
-            except (BackendError, LinkError, OSError) as exc:
-                self.selector.forget(dom.wg)
-                log.error("domain %s: reconcile failed: %s", dom.domain, exc)
+            except KernelError as exc:
+                self._kernel_failed(dom, "reconcile failed", exc)
         if self._committer_thread.is_alive():
             if self.journal.dirty:  # through the committer, so writes stay in order
                 self._commits.put((self.journal.snapshot(), []))
@@ -451,7 +465,11 @@ class Worker:
     def publish_data(self) -> None:
         for dom in self.domains.values():
             device = self._device(dom)
-            lladdr = self.links.link_local(dom.wg)
+            try:
+                lladdr = self.links.link_local(dom.wg)
+            except LinkError as exc:
+                self._kernel_failed(dom, "reading the link-local address", exc)
+                continue
             if device is None or device.public_key is None or lladdr is None:
                 log.warning(
                     "domain %s: %s not ready (key, port or link-local address missing); no data published",

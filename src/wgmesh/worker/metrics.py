@@ -18,6 +18,12 @@ class WorkerMetrics:
         self.key_errors = Counter(
             "wgmesh_worker_key_errors", "Keys that failed to apply (retried by reconcile)", ["domain"], registry=r
         )
+        self.kernel_errors = Counter(
+            "wgmesh_worker_kernel_errors",
+            "Kernel-side failures (WireGuard, routes, FDB entries), each retried at the next reconcile",
+            ["domain"],
+            registry=r,
+        )
         self.peers_added = Counter(
             "wgmesh_worker_peers_added", "Peers added or repaired in the kernel", ["domain"], registry=r
         )
