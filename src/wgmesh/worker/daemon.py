@@ -37,6 +37,7 @@ MAX_BATCH = 5000  # keys applied together when they arrive in a burst
 # serialisation and fsync per group instead of per key (the journal grows with the mesh).
 COMMIT_LINGER_S = 0.05
 COMMIT_MAX_DELAY_S = 0.5
+JOURNAL_RETRY_S = 1.0  # while the disk refuses the journal: how often to try again
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Worker:
         self._commits: queue.Queue = queue.Queue()  # (journal bytes, keys) for the committer thread
         self._committer_thread = threading.Thread(target=self._committer, name="journal", daemon=True)
         self._links: Links | None = None
+        self.journal_problem: str | None = None  # set by the committer while the disk refuses writes
         self.client = None
 
     # --- MQTT (paho's thread: validate, queue, subscribe) ---------------------------
@@ -164,8 +166,8 @@ class Worker:
     def run(self) -> None:
         if self.cfg.worker.metrics_listen:
             host, port = self.cfg.worker.metrics_listen
-            self.metrics.serve(host, port)
-            log.info("metrics on http://%s:%d/metrics", host, port)
+            self.metrics.serve(host, port, self.health)
+            log.info("metrics on http://%s:%d/metrics, health on /health", host, port)
         self.reconcile_all()  # serve known nodes at once, before MQTT is even up
         self._committer_thread.start()
         self.client = self._make_client()
@@ -274,8 +276,18 @@ class Worker:
         self._commits.put((self.journal.snapshot(), pending))
 
     def _committer(self) -> None:
+        """Write the newest journal content, then acknowledge the keys it covers. A failed write
+        (disk full, read-only) must not stall the worker: the keys are in the kernel and in
+        memory, so they are acknowledged anyway (else mosquitto's in-flight window fills and no
+        key arrives any more), counted, reported in /health, and the write is retried every
+        JOURNAL_RETRY_S until the disk takes it."""
+        unwritten: bytes | None = None  # newest content the disk refused
+        held = 0  # keys acknowledged since the last successful write
         while True:
-            item = self._commits.get()
+            try:
+                item = self._commits.get(timeout=JOURNAL_RETRY_S if unwritten is not None else None)
+            except queue.Empty:
+                item = (unwritten, [])
             if item is None:
                 return
             data, pending = item
@@ -291,13 +303,25 @@ class Worker:
             try:
                 write_atomic(self.journal.path, data)
             except JournalError as exc:
-                # unacknowledged keys come again after the next reconnect; reconcile rewrites the journal
-                self.journal.dirty = True
-                log.error("%s; %d keys stay unacknowledged", exc, len(pending))
-                continue
+                if unwritten is None:
+                    log.error("%s; keys are applied and acknowledged but held in memory only; retrying", exc)
+                unwritten, held = data, held + len(pending)
+                self.journal_problem = f"{exc}; {held} keys held in memory only"
+            else:
+                if unwritten is not None:
+                    log.warning(
+                        "journal %s written again; the %d keys held in memory are on disk", self.journal.path, held
+                    )
+                unwritten, held = None, 0
+                self.journal_problem = None
+            self.metrics.journal_unwritten.set(held)
             for event in pending:  # reconcile retries what failed in the kernel
                 if self.client is not None and event.generation == self._generation:
                     self.client.ack(event.mid, protocol.QOS_KEY)
+
+    def health(self) -> str | None:
+        """What keeps the worker from being fully healthy (for /health), or None."""
+        return self.journal_problem
 
     def _lladdr(self, dom: DomainLinks, key: str) -> ipaddress.IPv6Address:
         return derive.lladdr_from_key(key, dom.rule)
