@@ -3,8 +3,9 @@
 Threads: paho's network thread only validates and queues (and subscribes in on_connect, on
 every reconnect); the apply thread owns the kernel, the journal's content and the timers; the
 committer thread writes the journal and then sends the PUBACKs (manual acknowledgement). A key
-is acknowledged only after it was tried in the kernel and is in the journal on disk, so a key
-that arrives while the worker dies is delivered again by mosquitto.
+is acknowledged only after it was tried in the kernel and the journal write was attempted, so a
+key that arrives while the worker dies is delivered again by mosquitto. While the disk refuses
+the journal, keys are acknowledged from memory and the write is retried (docs/worker.md).
 """
 
 from __future__ import annotations

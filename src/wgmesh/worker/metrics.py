@@ -107,5 +107,5 @@ class _ThreadingServer6(_ThreadingServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):
+    def log_message(self, *args):
         """Scrapes are not worth a line each on stderr."""
