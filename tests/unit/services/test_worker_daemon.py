@@ -112,9 +112,8 @@ def worker(tmp_path):
     )
     backend = FakeBackend()
     selector = SimpleNamespace(for_interface=lambda name: backend, forget=lambda name: None)
-    w = Worker(cfg, selector=selector, clock=lambda: NOW)
-    w._links = FakeLinks()
-    w.client = FakeClient()
+    w = Worker(cfg, selector=selector, links=FakeLinks(), clock=lambda: NOW)
+    w.client = w.session.client = FakeClient()
     w.backend = backend
     return w
 
@@ -126,8 +125,8 @@ def message(topic, payload, mid=1):
 def test_connect_subscribes_every_time_and_says_online(worker):
     flags = SimpleNamespace(session_present=True)
     ok = SimpleNamespace(is_failure=False)
-    worker._on_connect(worker.client, None, flags, ok)
-    worker._on_connect(worker.client, None, flags, ok)  # a reconnect subscribes again
+    worker.session.on_connect(worker.client, None, flags, ok)
+    worker.session.on_connect(worker.client, None, flags, ok)  # a reconnect subscribes again
     assert worker.client.subscribed == [[("wireguard/ffmuc_welt/all", 1)]] * 2
     assert worker.client.published.count(("wireguard-worker/gw1/status", "1", 1, True)) == 2
     assert worker.events.qsize() == 2  # the apply thread reconciles and publishes data
@@ -135,28 +134,28 @@ def test_connect_subscribes_every_time_and_says_online(worker):
 
 def test_malformed_keys_are_acknowledged_and_never_queued(worker):
     for mid, payload in enumerate(["nonsense", KEY1 + "\n", KEY1[:-1], ""], start=1):
-        worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", payload, mid))
-    worker._on_message(worker.client, None, message("wireguard/other/all", KEY1, 9))
+        worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", payload, mid))
+    worker.session.on_message(worker.client, None, message("wireguard/other/all", KEY1, 9))
     assert worker.events.empty()
     assert worker.client.acked == [1, 2, 3, 4, 9]
 
 
 def test_key_reaches_kernel_then_journal_then_ack(worker):
-    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 7))
+    worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 7))
     worker.apply_keys([worker.events.get_nowait()])
     lladdr = derive.lladdr_from_key(KEY1)
     assert worker.backend.peers[KEY1].allowed_ips == (f"{lladdr}/128",)
-    assert lladdr in worker._links.routes and lladdr in worker._links.fdb
+    assert lladdr in worker.changes.links.routes and lladdr in worker.changes.links.fdb
     assert worker.client.acked == []  # not before the journal holds it
     worker.commit()
-    data, pending = worker._commits.get_nowait()  # what the committer thread would write
+    data, pending = worker.committer._queue.get_nowait()  # what the committer thread would write
     assert json.loads(data)["domains"]["ffmuc_welt"] == {KEY1: NOW}
     assert [e.mid for e in pending] == [7]
 
 
 def test_error_on_a_key_is_logged_and_the_worker_goes_on(worker, caplog):
     worker.backend.fail = True
-    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
+    worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
     worker.apply_keys([worker.events.get_nowait()])
     assert f"key {KEY1}" in caplog.text and "ffmuc_welt" in caplog.text
     assert worker.journal.keys("ffmuc_welt") == {KEY1: NOW}  # reconcile will retry it
@@ -166,7 +165,7 @@ def test_error_on_a_key_is_logged_and_the_worker_goes_on(worker, caplog):
 
 
 def test_static_peer_key_is_recorded_but_not_touched(worker):
-    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", STATIC, 1))
+    worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", STATIC, 1))
     worker.apply_keys([worker.events.get_nowait()])
     assert STATIC not in worker.backend.peers
 
@@ -202,8 +201,7 @@ def test_a_damaged_journal_entry_is_counted_and_the_worker_serves_the_rest(tmp_p
     )
     backend = FakeBackend()
     selector = SimpleNamespace(for_interface=lambda name: backend, forget=lambda name: None)
-    w = Worker(cfg, selector=selector, clock=lambda: NOW)
-    w._links = FakeLinks()
+    w = Worker(cfg, selector=selector, links=FakeLinks(), clock=lambda: NOW)
     w.reconcile_all()
     assert list(backend.peers) == [KEY1]
     assert w.metrics.registry.get_sample_value("wgmesh_worker_journal_entries_set_aside_total") == 1
@@ -213,7 +211,7 @@ LOW_ORDER_KEY = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="  # the all-zero C
 
 
 def test_a_low_order_key_is_acknowledged_counted_and_never_becomes_a_peer(worker):
-    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", LOW_ORDER_KEY, 3))
+    worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", LOW_ORDER_KEY, 3))
     assert worker.events.empty()
     assert worker.client.acked == [3]
     assert worker.metrics.registry.get_sample_value("wgmesh_worker_keys_rejected_total", {"domain": "ffmuc_welt"}) == 1
@@ -275,9 +273,8 @@ def two_domains(tmp_path):
     )
     backend = FakeBackend()
     selector = SimpleNamespace(for_interface=lambda name: backend, forget=lambda name: None)
-    w = Worker(cfg, selector=selector, clock=lambda: NOW)
-    w._links = BulkFaultLinks()
-    w.client = FakeClient()
+    w = Worker(cfg, selector=selector, links=BulkFaultLinks(), clock=lambda: NOW)
+    w.client = w.session.client = FakeClient()
     w.backend = backend
     return w
 
@@ -288,18 +285,18 @@ def kernel_errors(w, domain):
 
 def test_a_failing_bulk_add_is_logged_counted_and_retried_per_domain(two_domains, caplog):
     w = two_domains
-    w._on_message(w.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
-    w._on_message(w.client, None, message("wireguard/ffmuc_uml/all", KEY2, 2))
-    w.apply_keys(list(w._drain()))  # was: BulkError/OSError escaping the apply thread
+    w.session.on_message(w.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
+    w.session.on_message(w.client, None, message("wireguard/ffmuc_uml/all", KEY2, 2))
+    w.apply_keys(list(w.drain()))  # was: BulkError/OSError escaping the apply thread
     assert "ffmuc_welt" in caplog.text and os.strerror(errno.ENOBUFS) in caplog.text
     assert kernel_errors(w, "ffmuc_welt") >= 1 and kernel_errors(w, "ffmuc_uml") == 0
-    assert derive.lladdr_from_key(KEY2) in w._links.routes  # the other domain went on
+    assert derive.lladdr_from_key(KEY2) in w.changes.links.routes  # the other domain went on
     assert w.journal.keys("ffmuc_welt") == {KEY1: NOW}
     w.commit()
-    assert [e.mid for e in w._commits.get_nowait()[1]] == [1, 2]  # both acknowledged after the write
-    w._links.heal()
+    assert [e.mid for e in w.committer._queue.get_nowait()[1]] == [1, 2]  # both acknowledged after the write
+    w.changes.links.heal()
     w.reconcile_all()
-    assert derive.lladdr_from_key(KEY1) in w._links.routes
+    assert derive.lladdr_from_key(KEY1) in w.changes.links.routes
 
 
 def test_a_failing_bulk_dump_fails_only_its_domain_and_reconcile_retries(two_domains, caplog):
@@ -309,10 +306,10 @@ def test_a_failing_bulk_dump_fails_only_its_domain_and_reconcile_retries(two_dom
     w.reconcile_all()  # was: BulkError escaping reconcile_all, which stopped the worker
     assert "ffmuc_welt" in caplog.text and "reconcile failed" in caplog.text
     assert kernel_errors(w, "ffmuc_welt") == 1
-    assert derive.lladdr_from_key(KEY2) in w._links.routes
-    w._links.heal()
+    assert derive.lladdr_from_key(KEY2) in w.changes.links.routes
+    w.changes.links.heal()
     w.reconcile_all()
-    assert derive.lladdr_from_key(KEY1) in w._links.routes
+    assert derive.lladdr_from_key(KEY1) in w.changes.links.routes
 
 
 def test_bulk_socket_errors_belong_to_the_kernel_error_family():
