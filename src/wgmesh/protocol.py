@@ -1,4 +1,4 @@
-"""Wire facts shared with upstream wgkex and the FFMUC Gluon client (DESIGN.md section 2).
+"""Wire facts shared with upstream wgkex and the FFMUC Gluon client (docs/architecture.md).
 
 Everything a peer on the wire can observe lives here and only here: MQTT topic
 names, payload meanings, the key syntax, HTTP paths and time constants.
