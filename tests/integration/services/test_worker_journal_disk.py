@@ -1,9 +1,8 @@
-"""The worker with a journal on a disk that fills up and recovers (real ENOSPC on a tmpfs).
+"""The worker with a journal the disk refuses and later takes again: a full tmpfs (ENOSPC) and a
+directory made read-only in the worker's mount namespace (EROFS), both real.
 
 Real mosquitto (its in-flight window of 20 unacknowledged messages per client is what turned
-one failed write into a stall) and wireguard-go in a namespace, from worker_fixtures. The
-tmpfs is mounted before the worker starts, so the worker's own mount namespace (`ip netns
-exec` makes one) holds it too; filling and emptying it is seen by both.
+one failed write into a stall) and wireguard-go in a namespace, from worker_fixtures.
 """
 
 from __future__ import annotations
@@ -42,33 +41,63 @@ print(json.dumps({"status": status, "health": health, "metrics": get("/metrics")
 """
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 256 KiB tmpfs of our own; fill() makes every write fail with ENOSPC, free() undoes it."""
-    mountpoint = tmp_path / "journal-fs"
-    mountpoint.mkdir()
-    run("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mountpoint))
-    filler = mountpoint / "filler"
+class FullDisk:
+    """A 256 KiB tmpfs of our own, mounted before the worker starts (so its mount namespace
+    has it too); filling it makes every write fail with ENOSPC."""
 
-    class Disk:
-        path = mountpoint
+    error = "No space left on device"
 
-        @staticmethod
-        def fill() -> None:
-            with open(filler, "ab", buffering=0) as fh, contextlib.suppress(OSError):  # until ENOSPC
-                while True:
-                    fh.write(b"\0" * 4096)
-            with pytest.raises(OSError) as err, open(mountpoint / "probe", "wb", buffering=0) as probe:
-                probe.write(b"x" * 8192)
-            assert err.value.errno == errno.ENOSPC
+    def __init__(self, tmp_path):
+        self.path = tmp_path / "journal-fs"
+        self.path.mkdir()
+        run("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(self.path))
+        self.filler = self.path / "filler"
 
-        @staticmethod
-        def free() -> None:
-            filler.unlink()
-            (mountpoint / "probe").unlink(missing_ok=True)
+    def break_(self, gw) -> None:
+        with open(self.filler, "ab", buffering=0) as fh, contextlib.suppress(OSError):  # until ENOSPC
+            while True:
+                fh.write(b"\0" * 4096)
+        with pytest.raises(OSError) as err, open(self.path / "probe", "wb", buffering=0) as probe:
+            probe.write(b"x" * 8192)
+        assert err.value.errno == errno.ENOSPC
 
-    yield Disk
-    run("umount", "-l", str(mountpoint), check=False)  # lazily: the worker may still hold it
+    def heal(self, gw) -> None:
+        self.filler.unlink()
+        (self.path / "probe").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        run("umount", "-l", str(self.path), check=False)  # lazily: the worker may still hold it
+
+
+class ReadOnlyDirectory:
+    """The journal's directory bound read-only onto itself in the worker's own mount namespace
+    (`ip netns exec` gives it a private one): writes fail with EROFS there, nowhere else."""
+
+    error = "Read-only file system"
+
+    def __init__(self, tmp_path):
+        self.path = tmp_path / "journal-dir"
+        self.path.mkdir(mode=0o700)
+
+    def _in_worker(self, gw, *args: str) -> None:
+        run("nsenter", f"--mount=/proc/{gw.worker_proc.pid}/ns/mnt", *args)
+
+    def break_(self, gw) -> None:
+        self._in_worker(gw, "mount", "--bind", str(self.path), str(self.path))
+        self._in_worker(gw, "mount", "-o", "remount,bind,ro", str(self.path))
+
+    def heal(self, gw) -> None:
+        self._in_worker(gw, "umount", str(self.path))
+
+    def close(self) -> None:
+        pass  # the mount lives and ends with the worker's namespace
+
+
+@pytest.fixture(params=[FullDisk, ReadOnlyDirectory], ids=["disk-full", "read-only"])
+def journal_fault(request, tmp_path):
+    fault = request.param(tmp_path)
+    yield fault
+    fault.close()
 
 
 def state(gw) -> dict:
@@ -89,21 +118,21 @@ def journal_keys(path) -> set[str]:
         return set()
 
 
-def test_a_full_disk_does_not_stall_the_worker_and_the_journal_catches_up(
+def test_a_refused_journal_write_does_not_stall_the_worker_and_the_journal_catches_up(
     gateways,  # noqa: F811
     mosquitto,
     publisher,  # noqa: F811
     domain,  # noqa: F811
-    small_disk,
+    journal_fault,
 ):
-    journal = small_disk.path / "journal.json"
+    journal = journal_fault.path / "journal.json"
     (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1, journal=str(journal), metrics_listen=METRICS)
     first = [new_key() for dummy in range(10)]
     publisher.keys(domain, first)
     wait_until(lambda: journal_keys(journal) == set(first), what=f"first keys journaled\n{gw.log_text()}")
     assert state(gw)["health"]["status"] == "ok"
 
-    small_disk.fill()
+    journal_fault.break_(gw)
     during = [new_key() for dummy in range(50)]  # more than mosquitto's in-flight window of 20
     publisher.keys(domain, during)
     wait_until(lambda: gw.has_all(during), what=f"50 keys applied with the disk full\n{gw.log_text()}")
@@ -114,12 +143,12 @@ def test_a_full_disk_does_not_stall_the_worker_and_the_journal_catches_up(
         what="health and metrics to report the keys held in memory",
     )
     assert seen["health"]["status"] == "degraded"
-    assert "No space left on device" in seen["health"]["error"]["message"]
+    assert journal_fault.error in seen["health"]["error"]["message"]
     assert str(journal) in seen["health"]["error"]["message"]
     assert metric(seen["metrics"], "wgmesh_worker_journal_unwritten_keys") >= 1
     assert journal_keys(journal) == set(first)  # the old journal is intact, not torn
 
-    small_disk.free()  # no new traffic: the worker must notice by itself
+    journal_fault.heal(gw)  # no new traffic: the worker must notice by itself
     wait_until(lambda: journal_keys(journal) == set(first + during), what=f"the journal to catch up\n{gw.log_text()}")
     recovered = wait_until(lambda: (s := state(gw))["status"] == 200 and s, what="health ok again")
     assert recovered["health"]["status"] == "ok"
@@ -130,4 +159,4 @@ def test_a_full_disk_does_not_stall_the_worker_and_the_journal_catches_up(
     wait_until(lambda: gw.has_all(later), what="keys after the recovery")
     wait_until(lambda: journal_keys(journal) == set(first + during + later), what="and in the journal")
     assert gw.worker_proc.poll() is None
-    assert "No space left on device" in gw.log_text()
+    assert journal_fault.error in gw.log_text()
