@@ -86,3 +86,10 @@ class Committer:
                 unwritten, held, self.problem = None, 0, None
             self.metrics.journal_unwritten.set(held)
             self.ack(keys)  # reconcile retries what failed in the kernel
+        if unwritten is not None:
+            log.error(
+                "journal %s still cannot be written at shutdown; %d keys applied since are in the kernel "
+                "but not on disk (their nodes register again after a reboot)",
+                self.path,
+                held,
+            )

@@ -82,8 +82,8 @@ class Worker:
             host, port = self.cfg.worker.metrics_listen
             self.metrics.serve(host, port, self.health)
             log.info("metrics on http://%s:%d/metrics, health on /health", host, port)
+        self.committer.start()  # first: the first reconcile's journal write goes through it (retries)
         self.reconcile_all()  # serve known nodes at once, before MQTT is even up
-        self.committer.start()
         self.session.start()
         next_metrics = next_reconcile = time.monotonic()
         next_reconcile += self.cfg.worker.reconcile_interval
