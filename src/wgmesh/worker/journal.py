@@ -52,6 +52,7 @@ class Journal:
         except ValueError as exc:
             data = salvage(text)
             problems.append(f"not valid JSON ({exc})")
+            self.entries_set_aside += 1  # the unreadable rest counts as one
         if (
             not isinstance(data, dict)
             or data.get("version") != FORMAT_VERSION
