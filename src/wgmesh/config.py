@@ -219,6 +219,10 @@ def _domains(r: _Reader, data: Mapping) -> tuple[tuple[str, ...], tuple[str, ...
     prefixes = r.str_list(data, "domain_prefixes", required=True)
     domains = r.str_list(data, "domains", required=True)
     for i, domain in enumerate(domains):
+        # a domain is an MQTT topic level (wireguard/<domain>/all) and part of interface names
+        problem = protocol.topic_level_problem(domain)
+        if problem:
+            raise r.fail(f"domains[{i}]", f"domain {domain!r} {problem}")
         try:
             derive.interface_names(domain, prefixes)
         except ValueError as exc:

@@ -1,4 +1,4 @@
-"""Wire facts shared with upstream wgkex and the FFMUC Gluon client (DESIGN.md section 2).
+"""Wire facts shared with upstream wgkex and the FFMUC Gluon client (docs/architecture.md).
 
 Everything a peer on the wire can observe lives here and only here: MQTT topic
 names, payload meanings, the key syntax, HTTP paths and time constants.
@@ -7,6 +7,7 @@ names, payload meanings, the key syntax, HTTP paths and time constants.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # --- Keys -------------------------------------------------------------------
 # base64 of 32 bytes; the whole string must match (no trailing newline).
@@ -56,6 +57,29 @@ def topic_status(worker: str) -> str:
 
 def topic_data(worker: str, domain: str) -> str:
     return TOPIC_DATA.format(worker=worker, domain=domain)
+
+
+# MQTT 3.1.1/5 section 1.5.3/4.7: a topic is UTF-8 of at most 65,535 bytes without U+0000;
+# "+", "#" are wildcards and "/" separates levels. Mosquitto also refuses control characters.
+MAX_TOPIC_BYTES = 65535
+_LONGEST_DOMAIN_TOPIC = max((TOPIC_KEY, TOPIC_METRICS, TOPIC_DATA), key=len)
+
+
+def topic_level_problem(level: str) -> str | None:
+    """Why ``level`` (a domain) cannot be one level of our topic names, or None."""
+    if "\0" in level:
+        return "contains NUL, which MQTT refuses in topic names"
+    bad = next((c for c in level if c in "+#/"), None)
+    if bad:
+        return f"contains {bad!r}, an MQTT wildcard or level separator"
+    bad = next((c for c in level if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad:
+        return f"contains the control character {bad!r}, which MQTT brokers refuse in topic names"
+    size = len(level.encode())
+    room = MAX_TOPIC_BYTES - len(_LONGEST_DOMAIN_TOPIC.format(domain="", worker="").encode())
+    if size > room:
+        return f"is {size} bytes long; MQTT topics allow at most {room} bytes for it"
+    return None
 
 
 def split_topic(topic: str) -> list[str]:

@@ -8,7 +8,8 @@ import signal
 import sys
 
 from wgmesh.config import load_or_exit, setup_logging
-from wgmesh.worker.daemon import Worker, domain_links
+from wgmesh.worker.daemon import Worker
+from wgmesh.worker.domains import domain_links
 
 log = logging.getLogger("wgmesh.worker")
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
 
+from wgmesh import protocol
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+SALVAGE_ATTEMPTS = 20  # cut points tried, from the end, in a damaged file
 
 
 class JournalError(Exception):
@@ -31,38 +35,65 @@ class Journal:
         self.load()
 
     def load(self) -> None:
+        """Read every valid entry; a damaged file is set aside whole and what it lost is logged
+        and counted (entries_set_aside). Never raises for content: the worker must start."""
+        self.domains, self.entries_set_aside = {}, 0
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
         except FileNotFoundError:
-            self.domains = {}
             return
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             self._set_aside(f"unreadable ({exc})")
             return
+        problems: list[str] = []
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            data = salvage(text)
+            problems.append(f"not valid JSON ({exc})")
+            self.entries_set_aside += 1  # the unreadable rest counts as one
         if (
             not isinstance(data, dict)
             or data.get("version") != FORMAT_VERSION
             or not isinstance(data.get("domains"), dict)
         ):
-            self._set_aside(f"not a version {FORMAT_VERSION} journal")
+            self._set_aside(problems[0] if problems else f"not a version {FORMAT_VERSION} journal")
             return
-        self.domains = {
-            str(domain): {str(k): float(v) for k, v in keys.items()}
-            for domain, keys in data["domains"].items()
-            if isinstance(keys, dict)
-        }
+        for domain, entries in data["domains"].items():
+            if not isinstance(entries, dict):
+                problems.append(f"domain {domain!r} is not a mapping of key to time ({type(entries).__name__})")
+                self.entries_set_aside += 1
+                continue
+            valid = {}
+            for key, added_at in entries.items():
+                if not protocol.is_valid_key(key):
+                    problems.append(f"domain {domain!r}: {key[:60]!r} is not a WireGuard public key")
+                elif isinstance(added_at, bool) or not isinstance(added_at, int | float) or not math.isfinite(added_at):
+                    problems.append(f"domain {domain!r}: key {key!r} has added-at {added_at!r}, not a number")
+                else:
+                    valid[key] = float(added_at)
+                    continue
+                self.entries_set_aside += 1
+            self.domains[domain] = valid
+        if problems:
+            kept = sum(len(v) for v in self.domains.values())
+            self._set_aside(f"damaged: {'; '.join(problems[:10])}", kept)
 
-    def _set_aside(self, why: str) -> None:
-        # Start empty rather than refuse to run: with an empty journal reconcile only adds what
-        # arrives and never removes a live peer, and the bad file is kept for a human to read.
+    def _set_aside(self, why: str, kept: int = 0) -> None:
+        # Keep running rather than refuse to: with an empty journal reconcile only adds what
+        # arrives and never removes a live peer. The bad file is kept whole for a human to read;
+        # what could be read is written back at the next save (dirty).
         aside = f"{self.path}.bad-{int(time.time())}"
-        log.error("journal %s is %s; moved to %s, starting with an empty journal", self.path, why, aside)
+        log.error("journal %s is %s; moved to %s, starting with its %d readable entries", self.path, why, aside, kept)
         try:
             os.replace(self.path, aside)
         except OSError as exc:
             log.error("journal %s: cannot move it aside: %s", self.path, exc)
-        self.domains = {}
+        if not kept:
+            self.domains = {}
+            self.entries_set_aside = max(1, self.entries_set_aside)  # an unreadable file counts as one
+        self.dirty = bool(kept)
 
     def keys(self, domain: str) -> dict[str, float]:
         """key -> added-at (epoch seconds) for one domain (a live view: do not modify)."""
@@ -117,3 +148,39 @@ def write_atomic(path: str, data: bytes) -> None:
             os.close(dir_fd)
     except OSError as exc:
         raise JournalError(f"journal {path}: cannot write: {exc}") from None
+
+
+def salvage(text: str) -> object:
+    """The longest prefix of a cut-short JSON text that ends after a complete value, closed.
+
+    A journal cut short (disk full mid-write on a filesystem without atomic rename, a copy
+    gone wrong) still holds all entries before the cut. Only cuts right after a complete value
+    ("}" or before ",") are tried, so a number cut short is never read as a wrong time.
+    """
+    stack: list[str] = []
+    cuts: list[tuple[int, str]] = []  # (end, closers) at each point after a complete value
+    in_string = escaped = False
+    for pos, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]":
+            if stack:
+                stack.pop()
+            cuts.append((pos + 1, "".join(reversed(stack))))
+        elif char == ",":
+            cuts.append((pos, "".join(reversed(stack))))
+    for end, closers in reversed(cuts[-SALVAGE_ATTEMPTS:]):
+        try:
+            return json.loads(text[:end] + closers)
+        except ValueError:
+            continue
+    return None

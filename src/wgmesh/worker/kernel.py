@@ -164,6 +164,8 @@ class KernelBackend:
             if exc.code in (errno.ENODEV, errno.ENOENT):
                 raise InterfaceMissing(f"interface {ifname}: no kernel WireGuard device ({exc})") from None
             raise BackendError(f"interface {ifname}: netlink: {exc}") from None
+        except OSError as exc:  # the generic netlink socket itself
+            raise BackendError(f"interface {ifname}: netlink socket: {exc}") from None
 
     def device(self, ifname: str) -> Device:
         messages = self._call(ifname, lambda wg: read_consistent_dump(lambda: wg.info(ifname)))

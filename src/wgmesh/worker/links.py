@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from wgmesh.worker.errors import KernelError
 from wgmesh.worker.rtnl_bulk import BulkRtnl
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ ZERO_MAC = "00:00:00:00:00:00"
 _GONE = (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
 
 
-class LinkError(Exception):
+class LinkError(KernelError):
     """rtnetlink refused a change; the message names the interface and address."""
 
 
@@ -50,7 +51,10 @@ class Links:
         """Cached: a lookup costs a netlink round trip per key otherwise. forget() after errors."""
         index = self._ifindex.get(ifname)
         if index is None:
-            found = self.ipr.link_lookup(ifname=ifname)
+            try:
+                found = self.ipr.link_lookup(ifname=ifname)
+            except (NetlinkError, OSError) as exc:
+                raise LinkError(f"looking up interface {ifname}: {exc}") from None
             index = found[0] if found else None
             if index is not None:
                 self._ifindex[ifname] = index
@@ -64,7 +68,11 @@ class Links:
         index = self.ifindex(ifname)
         if index is None:
             return None
-        for msg in self.ipr.get_addr(family=socket.AF_INET6, index=index):
+        try:
+            messages = self.ipr.get_addr(family=socket.AF_INET6, index=index)
+        except (NetlinkError, OSError) as exc:
+            raise LinkError(f"addresses of {ifname}: {exc}") from None
+        for msg in messages:
             addr = _addr(msg.get_attr("IFA_ADDRESS"))
             if addr.is_link_local:
                 return addr

@@ -1,8 +1,16 @@
-"""Prometheus metrics of the worker, on their own registry and port (`worker.metrics_listen`)."""
+"""Prometheus metrics of the worker, on their own registry and port (`worker.metrics_listen`),
+with /health beside them (docs/worker.md, "Metrics and health")."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import json
+import socket
+import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 
 class WorkerMetrics:
@@ -18,6 +26,12 @@ class WorkerMetrics:
         self.key_errors = Counter(
             "wgmesh_worker_key_errors", "Keys that failed to apply (retried by reconcile)", ["domain"], registry=r
         )
+        self.kernel_errors = Counter(
+            "wgmesh_worker_kernel_errors",
+            "Kernel-side failures (WireGuard, routes, FDB entries), each retried at the next reconcile",
+            ["domain"],
+            registry=r,
+        )
         self.peers_added = Counter(
             "wgmesh_worker_peers_added", "Peers added or repaired in the kernel", ["domain"], registry=r
         )
@@ -32,6 +46,16 @@ class WorkerMetrics:
             registry=r,
         )
         self.journal_keys = Gauge("wgmesh_worker_journal_keys", "Keys in the worker's journal", ["domain"], registry=r)
+        self.journal_set_aside = Counter(
+            "wgmesh_worker_journal_entries_set_aside",
+            "Journal entries found damaged at start and set aside (an unreadable file counts as one)",
+            registry=r,
+        )
+        self.journal_unwritten = Gauge(
+            "wgmesh_worker_journal_unwritten_keys",
+            "Keys applied and acknowledged but held in memory only: the journal cannot be written",
+            registry=r,
+        )
         self.mqtt_connected = Gauge("wgmesh_worker_mqtt_connected", "1 while the MQTT session is up", registry=r)
         self.apply_seconds = Histogram(
             "wgmesh_worker_apply_seconds",
@@ -52,5 +76,36 @@ class WorkerMetrics:
             registry=r,
         )
 
-    def serve(self, host: str, port: int):
-        return start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, host: str, port: int, problem: Callable[[], str | None]) -> WSGIServer:
+        """/metrics (and every other path, as prometheus_client does) and /health: 200
+        {"status": "ok"}, or 503 {"status": "degraded", "error": {"message": ...}} while
+        `problem()` names one (the worker still serves keys then)."""
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ, start_response):
+            if environ.get("PATH_INFO") != "/health":
+                return metrics_app(environ, start_response)
+            why = problem()
+            body = {"status": "ok"} if why is None else {"status": "degraded", "error": {"message": why}}
+            data = json.dumps(body).encode()
+            status = "200 OK" if why is None else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+
+        server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+        server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        return server
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never holds up shutdown
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        """Scrapes are not worth a line each on stderr."""

@@ -32,6 +32,8 @@ from pyroute2.netlink import (
 from pyroute2.netlink.rtnl import RTM_GETNEIGH, RTM_GETROUTE, RTM_NEWNEIGH, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_PERMANENT
 
+from wgmesh.worker.errors import KernelError
+
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
@@ -61,8 +63,8 @@ DUMP_ATTEMPTS = 10
 IPv6 = ipaddress.IPv6Address
 
 
-class BulkError(Exception):
-    pass
+class BulkError(KernelError):
+    """A bulk request or dump failed as a whole (socket error, refused dump)."""
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -128,7 +130,15 @@ class BulkRtnl:
 
     # --- changes ---------------------------------------------------------------
     def _apply(self, kind: int, flags: int, items: list[tuple[IPv6, bytes]], ok_errors=()) -> list[tuple[IPv6, int]]:
-        """Send requests with ACK in chunks; return (address, errno) of those the kernel refused."""
+        """Send requests with ACK in chunks; return (address, errno) of those the kernel refused.
+        A socket error fails the whole request (BulkError): what was sent may be half-applied,
+        which reconcile repairs."""
+        try:
+            return self._send_with_acks(kind, flags, items, ok_errors)
+        except OSError as exc:
+            raise BulkError(f"rtnetlink bulk request ({len(items)} entries): {exc}") from None
+
+    def _send_with_acks(self, kind: int, flags: int, items: list[tuple[IPv6, bytes]], ok_errors) -> list:
         failed = []
         for start in range(0, len(items), self.per_send):
             chunk = items[start : start + self.per_send]
@@ -161,6 +171,12 @@ class BulkRtnl:
     # --- dumps -----------------------------------------------------------------
     def _dump(self, kind: int, body: bytes) -> list[tuple[bytes, int, int]]:
         """(buffer, body offset, end) of every message of one uninterrupted dump."""
+        try:
+            return self._read_dump(kind, body)
+        except OSError as exc:
+            raise BulkError(f"rtnetlink dump: {exc}") from None
+
+    def _read_dump(self, kind: int, body: bytes) -> list[tuple[bytes, int, int]]:
         for _attempt in range(DUMP_ATTEMPTS):
             seq = next(self.seq) & 0xFFFFFFFF
             self.sock.sendall(_message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, body))

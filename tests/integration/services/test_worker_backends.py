@@ -17,8 +17,9 @@ import pytest
 from worker_fixtures import gateways, run  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
 
 from wgmesh import derive
-from wgmesh.worker.backend import BackendSelector, InterfaceMissing
+from wgmesh.worker.backend import InterfaceMissing
 from wgmesh.worker.kernel import KernelBackend
+from wgmesh.worker.selector import BackendSelector
 from wgmesh.worker.uapi import UapiBackend
 
 
@@ -58,7 +59,7 @@ def test_auto_selects_userspace_for_wireguard_go_and_reports_missing_interfaces(
     out = gw.ns(
         sys.executable,
         "-c",
-        "from wgmesh.worker.backend import BackendSelector as S; import sys; "
+        "from wgmesh.worker.selector import BackendSelector as S; import sys; "
         "print(S('auto').for_interface(sys.argv[1]).name)",
         gw.wg,
     )

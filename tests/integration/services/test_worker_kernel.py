@@ -346,7 +346,7 @@ def test_stale_selection_keys_on_real_kernel_handshakes(kernel_gateway):
     in_netns(a.netns, backend.set_peers, a.wg, [(k, (f"{lladdr(k)}/128",)) for k in idle])
     started = time.time()
     # persistent-keepalive going from 0 to a value sends a keepalive at once; without a
-    # session that is a handshake initiation (DESIGN.md section 3a)
+    # session that is a handshake initiation (what the HA tests rely on, docs/architecture.md)
     a.exec(
         "wg", "set", a.wg, "peer", b.public_key, "allowed-ips", f"{b.lladdr}/128",
         "endpoint", "192.0.2.2:51820", "persistent-keepalive", "1",

@@ -188,3 +188,14 @@ def test_authenticated_session_metrics_and_a_clear_error_for_a_wrong_password(ga
         assert "wgmesh_worker_mqtt_connected 1.0" in metrics
     finally:
         watcher.close()
+
+
+def test_a_low_order_key_published_to_the_worker_is_ignored(gateways, mosquitto, publisher, domain):  # noqa: F811
+    (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
+    zero = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="  # the all-zero Curve25519 point
+    keys = [new_key() for dummy in range(3)]
+    publisher.keys(domain, [keys[0], zero, *keys[1:]])
+    wait_until(lambda: gw.has_all(keys), what=f"the valid keys\n{gw.log_text()}")
+    assert zero not in gw.peers()
+    assert "malformed key" in gw.log_text()
+    assert zero not in journal_keys(gw, domain)

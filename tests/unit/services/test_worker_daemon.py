@@ -7,8 +7,10 @@ in for WireGuard and rtnetlink (covered in namespaces by test_worker_backends.py
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +19,9 @@ from wgmesh import derive, protocol
 from wgmesh.config import parse_config
 from wgmesh.worker.backend import BackendError, Device, Peer
 from wgmesh.worker.daemon import Worker
+from wgmesh.worker.errors import KernelError
+from wgmesh.worker.links import LinkError, Links
+from wgmesh.worker.rtnl_bulk import BulkError, BulkRtnl
 
 KEY1 = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
 KEY2 = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="
@@ -107,9 +112,8 @@ def worker(tmp_path):
     )
     backend = FakeBackend()
     selector = SimpleNamespace(for_interface=lambda name: backend, forget=lambda name: None)
-    w = Worker(cfg, selector=selector, clock=lambda: NOW)
-    w._links = FakeLinks()
-    w.client = FakeClient()
+    w = Worker(cfg, selector=selector, links=FakeLinks(), clock=lambda: NOW)
+    w.client = w.session.client = FakeClient()
     w.backend = backend
     return w
 
@@ -121,8 +125,8 @@ def message(topic, payload, mid=1):
 def test_connect_subscribes_every_time_and_says_online(worker):
     flags = SimpleNamespace(session_present=True)
     ok = SimpleNamespace(is_failure=False)
-    worker._on_connect(worker.client, None, flags, ok)
-    worker._on_connect(worker.client, None, flags, ok)  # a reconnect subscribes again
+    worker.session.on_connect(worker.client, None, flags, ok)
+    worker.session.on_connect(worker.client, None, flags, ok)  # a reconnect subscribes again
     assert worker.client.subscribed == [[("wireguard/ffmuc_welt/all", 1)]] * 2
     assert worker.client.published.count(("wireguard-worker/gw1/status", "1", 1, True)) == 2
     assert worker.events.qsize() == 2  # the apply thread reconciles and publishes data
@@ -130,28 +134,28 @@ def test_connect_subscribes_every_time_and_says_online(worker):
 
 def test_malformed_keys_are_acknowledged_and_never_queued(worker):
     for mid, payload in enumerate(["nonsense", KEY1 + "\n", KEY1[:-1], ""], start=1):
-        worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", payload, mid))
-    worker._on_message(worker.client, None, message("wireguard/other/all", KEY1, 9))
+        worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", payload, mid))
+    worker.session.on_message(worker.client, None, message("wireguard/other/all", KEY1, 9))
     assert worker.events.empty()
     assert worker.client.acked == [1, 2, 3, 4, 9]
 
 
 def test_key_reaches_kernel_then_journal_then_ack(worker):
-    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 7))
+    worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 7))
     worker.apply_keys([worker.events.get_nowait()])
     lladdr = derive.lladdr_from_key(KEY1)
     assert worker.backend.peers[KEY1].allowed_ips == (f"{lladdr}/128",)
-    assert lladdr in worker._links.routes and lladdr in worker._links.fdb
+    assert lladdr in worker.changes.links.routes and lladdr in worker.changes.links.fdb
     assert worker.client.acked == []  # not before the journal holds it
     worker.commit()
-    data, pending = worker._commits.get_nowait()  # what the committer thread would write
+    data, pending = worker.committer._queue.get_nowait()  # what the committer thread would write
     assert json.loads(data)["domains"]["ffmuc_welt"] == {KEY1: NOW}
     assert [e.mid for e in pending] == [7]
 
 
 def test_error_on_a_key_is_logged_and_the_worker_goes_on(worker, caplog):
     worker.backend.fail = True
-    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
+    worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
     worker.apply_keys([worker.events.get_nowait()])
     assert f"key {KEY1}" in caplog.text and "ffmuc_welt" in caplog.text
     assert worker.journal.keys("ffmuc_welt") == {KEY1: NOW}  # reconcile will retry it
@@ -161,7 +165,7 @@ def test_error_on_a_key_is_logged_and_the_worker_goes_on(worker, caplog):
 
 
 def test_static_peer_key_is_recorded_but_not_touched(worker):
-    worker._on_message(worker.client, None, message("wireguard/ffmuc_welt/all", STATIC, 1))
+    worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", STATIC, 1))
     worker.apply_keys([worker.events.get_nowait()])
     assert STATIC not in worker.backend.peers
 
@@ -187,3 +191,134 @@ def test_missing_interface_reports_minus_one(worker):
     worker.backend.device = missing
     worker.publish_metrics()
     assert worker.client.published[-1][:2] == (protocol.topic_metrics("ffmuc_welt", "gw1"), "-1")
+
+
+def test_a_damaged_journal_entry_is_counted_and_the_worker_serves_the_rest(tmp_path):
+    journal = tmp_path / "journal.json"
+    journal.write_text(json.dumps({"version": 1, "domains": {"ffmuc_welt": {KEY1: NOW, "not-a-key": None}}}))
+    cfg = parse_config(
+        {"domains": ["ffmuc_welt"], "domain_prefixes": ["ffmuc_"], "worker": {"name": "gw1", "journal": str(journal)}}
+    )
+    backend = FakeBackend()
+    selector = SimpleNamespace(for_interface=lambda name: backend, forget=lambda name: None)
+    w = Worker(cfg, selector=selector, links=FakeLinks(), clock=lambda: NOW)
+    w.reconcile_all()
+    assert list(backend.peers) == [KEY1]
+    assert w.metrics.registry.get_sample_value("wgmesh_worker_journal_entries_set_aside_total") == 1
+
+
+LOW_ORDER_KEY = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="  # the all-zero Curve25519 point
+
+
+def test_a_low_order_key_is_acknowledged_counted_and_never_becomes_a_peer(worker):
+    worker.session.on_message(worker.client, None, message("wireguard/ffmuc_welt/all", LOW_ORDER_KEY, 3))
+    assert worker.events.empty()
+    assert worker.client.acked == [3]
+    assert worker.metrics.registry.get_sample_value("wgmesh_worker_keys_rejected_total", {"domain": "ffmuc_welt"}) == 1
+
+
+# --- kernel-side failures: one family, handled per domain, retried by reconcile --------------
+
+
+class FailingNetlinkSocket:
+    """Every send fails as the kernel fails it under memory pressure (ENOBUFS)."""
+
+    def sendall(self, data):
+        raise OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS))
+
+    def recv(self, size):
+        raise OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS))
+
+    def close(self):
+        pass
+
+
+class BulkFaultLinks(FakeLinks):
+    """FakeLinks for two domains whose routes/FDB for wg-welt (index 5) go through the real
+    Links.add_many and BulkRtnl code onto a failing socket, until heal(). (A real socket would
+    change the host's routing table: the namespaced tests cover the working path.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.bulk = BulkRtnl()
+        self.bulk.sock.close()
+        self.bulk.sock = FailingNetlinkSocket()
+        self.faulty = True
+
+    def ifindex(self, name):
+        return {"wg-welt": 5, "vx-welt": 6, "wg-uml": 7, "vx-uml": 8}.get(name)
+
+    def heal(self):
+        self.faulty = False
+
+    def add_many(self, lladdrs, wg, vx):
+        if self.faulty and wg == 5:
+            return Links.add_many(self, lladdrs, wg, vx)
+        return super().add_many(lladdrs, wg, vx)
+
+    def host_routes(self, wg):
+        if self.faulty and wg == 5:
+            return Links.host_routes(self, wg)
+        return super().host_routes(wg)
+
+
+@pytest.fixture
+def two_domains(tmp_path):
+    cfg = parse_config(
+        {
+            "domains": ["ffmuc_welt", "ffmuc_uml"],
+            "domain_prefixes": ["ffmuc_"],
+            "worker": {"name": "gw1", "journal": str(tmp_path / "journal.json")},
+        }
+    )
+    backend = FakeBackend()
+    selector = SimpleNamespace(for_interface=lambda name: backend, forget=lambda name: None)
+    w = Worker(cfg, selector=selector, links=BulkFaultLinks(), clock=lambda: NOW)
+    w.client = w.session.client = FakeClient()
+    w.backend = backend
+    return w
+
+
+def kernel_errors(w, domain):
+    return w.metrics.registry.get_sample_value("wgmesh_worker_kernel_errors_total", {"domain": domain}) or 0
+
+
+def test_a_failing_bulk_add_is_logged_counted_and_retried_per_domain(two_domains, caplog):
+    w = two_domains
+    w.session.on_message(w.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
+    w.session.on_message(w.client, None, message("wireguard/ffmuc_uml/all", KEY2, 2))
+    w.apply_keys(list(w.drain()))  # was: BulkError/OSError escaping the apply thread
+    assert "ffmuc_welt" in caplog.text and os.strerror(errno.ENOBUFS) in caplog.text
+    assert kernel_errors(w, "ffmuc_welt") >= 1 and kernel_errors(w, "ffmuc_uml") == 0
+    assert derive.lladdr_from_key(KEY2) in w.changes.links.routes  # the other domain went on
+    assert w.journal.keys("ffmuc_welt") == {KEY1: NOW}
+    w.commit()
+    assert [e.mid for e in w.committer._queue.get_nowait()[1]] == [1, 2]  # both acknowledged after the write
+    w.changes.links.heal()
+    w.reconcile_all()
+    assert derive.lladdr_from_key(KEY1) in w.changes.links.routes
+
+
+def test_a_failing_bulk_dump_fails_only_its_domain_and_reconcile_retries(two_domains, caplog):
+    w = two_domains
+    w.journal.add("ffmuc_welt", KEY1, NOW)
+    w.journal.add("ffmuc_uml", KEY2, NOW)
+    w.reconcile_all()  # was: BulkError escaping reconcile_all, which stopped the worker
+    assert "ffmuc_welt" in caplog.text and "reconcile failed" in caplog.text
+    assert kernel_errors(w, "ffmuc_welt") == 1
+    assert derive.lladdr_from_key(KEY2) in w.changes.links.routes
+    w.changes.links.heal()
+    w.reconcile_all()
+    assert derive.lladdr_from_key(KEY1) in w.changes.links.routes
+
+
+def test_bulk_socket_errors_belong_to_the_kernel_error_family():
+    bulk = BulkRtnl()
+    bulk.sock.close()
+    bulk.sock = FailingNetlinkSocket()
+    with pytest.raises(KernelError, match="No buffer space"):
+        bulk.replace_routes([derive.lladdr_from_key(KEY1)], 5)
+    with pytest.raises(KernelError):
+        bulk.host_routes(5)
+    assert issubclass(BulkError, KernelError)
+    assert issubclass(BackendError, KernelError) and issubclass(LinkError, KernelError)

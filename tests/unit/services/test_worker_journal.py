@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -91,3 +92,88 @@ def test_unreadable_journal_is_set_aside_and_the_worker_starts_empty(tmp_path, c
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("j.json.bad-")]
     assert len(aside) == 1 and aside[0].read_text() == content
     assert "moved to" in caplog.text
+
+
+# --- damaged journals: read what is valid, set aside and report the rest, never crash ---------
+
+
+def _write(path, domains) -> str:
+    text = json.dumps({"version": 1, "domains": domains}, separators=(",", ":"))
+    path.write_text(text)
+    return text
+
+
+def _aside(tmp_path) -> list:
+    return [p for p in tmp_path.iterdir() if p.name.startswith("j.json.bad-")]
+
+
+@pytest.mark.parametrize(
+    ("bad_key", "bad_value"),
+    [
+        (KEY_B, None),  # was: TypeError: float() argument must be ... 'NoneType'
+        (KEY_B, "123.0"),  # a string timestamp
+        (KEY_B, [1.0]),
+        (KEY_B, True),
+        ("not-a-key", 1.0),
+        (KEY_B + "\n", 1.0),
+    ],
+)
+def test_a_wrong_entry_is_set_aside_and_the_rest_is_read(tmp_path, caplog, bad_key, bad_value):
+    path = tmp_path / "j.json"
+    original = _write(path, {"ffmuc_welt": {KEY_A: 5.0, bad_key: bad_value}})
+    j = Journal(str(path))
+    assert j.domains == {"ffmuc_welt": {KEY_A: 5.0}}
+    assert j.entries_set_aside == 1
+    assert "ffmuc_welt" in caplog.text and repr(bad_key) in caplog.text
+    (aside,) = _aside(tmp_path)
+    assert aside.read_text() == original  # kept whole for a human
+    j.save()  # the readable part is written back at once
+    assert Journal(str(path)).keys("ffmuc_welt") == {KEY_A: 5.0}
+
+
+def test_a_domain_that_is_not_a_mapping_is_reported(tmp_path, caplog):
+    path = tmp_path / "j.json"
+    _write(path, {"ffmuc_welt": {KEY_A: 5.0}, "ffmuc_uml": [KEY_B]})
+    j = Journal(str(path))
+    assert j.domains == {"ffmuc_welt": {KEY_A: 5.0}}
+    assert j.entries_set_aside == 1
+    assert "ffmuc_uml" in caplog.text and "not a mapping" in caplog.text
+    assert len(_aside(tmp_path)) == 1
+
+
+def test_a_journal_cut_short_keeps_its_readable_entries(tmp_path, caplog):
+    path = tmp_path / "j.json"
+    keys = [base64.b64encode(os.urandom(32)).decode() for dummy in range(200)]
+    text = _write(path, {"ffmuc_welt": {k: 1000.0 + i for i, k in enumerate(keys)}})
+    path.write_text(text[:-1])  # one byte short: the outer "}" is missing
+    j = Journal(str(path))
+    assert j.keys("ffmuc_welt") == {k: 1000.0 + i for i, k in enumerate(keys)}
+    assert "200 readable entries" in caplog.text
+    assert j.entries_set_aside == 1  # the damage is counted although nothing was lost
+    assert len(_aside(tmp_path)) == 1
+
+
+def test_a_journal_cut_inside_an_entry_keeps_the_entries_before_it(tmp_path):
+    path = tmp_path / "j.json"
+    text = _write(path, {"ffmuc_welt": {KEY_A: 1.0, KEY_B: 1234567890.5}})
+    path.write_text(text[: text.index("1234567")])  # the number is cut: never half-read
+    j = Journal(str(path))
+    assert j.keys("ffmuc_welt") == {KEY_A: 1.0}
+    path.write_text(text[: text.index("1234567") + 3])  # "123" would be a wrong timestamp
+    assert Journal(str(path)).keys("ffmuc_welt") == {KEY_A: 1.0}
+
+
+def test_an_intact_journal_sets_nothing_aside(tmp_path):
+    path = tmp_path / "j.json"
+    _write(path, {"ffmuc_welt": {KEY_A: 1.0, KEY_B: 2}})
+    j = Journal(str(path))
+    assert j.keys("ffmuc_welt") == {KEY_A: 1.0, KEY_B: 2.0}
+    assert j.entries_set_aside == 0 and not _aside(tmp_path)
+
+
+def test_a_low_order_key_in_the_journal_is_set_aside(tmp_path):
+    path = tmp_path / "j.json"
+    _write(path, {"ffmuc_welt": {KEY_A: 1.0, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=": 2.0}})
+    j = Journal(str(path))
+    assert j.keys("ffmuc_welt") == {KEY_A: 1.0}
+    assert j.entries_set_aside == 1

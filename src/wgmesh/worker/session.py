@@ -1,0 +1,140 @@
+"""The worker's MQTT session; its callbacks run in paho's network thread.
+
+They only validate and queue (KeyEvent, Connected) for the apply thread, and subscribe on
+every connect: a resumed session keeps its subscriptions, a lost one does not. Keys are
+acknowledged by hand (manual PUBACK) once the committer has written them (committer.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from wgmesh import mqtt, protocol
+from wgmesh.config import Config
+from wgmesh.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeyEvent:
+    domain: str
+    key: str
+    mid: int
+    generation: int  # the connection it arrived on: a PUBACK is only valid there
+    received: float  # time.monotonic() in paho's thread
+
+
+@dataclass(frozen=True)
+class Connected:
+    generation: int
+
+
+def _no_delay(client, userdata, sock) -> None:
+    # PUBACKs are tiny and sent in groups after each journal write; Nagle would hold them back
+    with contextlib.suppress(OSError, AttributeError):  # not TCP: unix socket, websockets
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Session:
+    def __init__(
+        self,
+        cfg: Config,
+        domains: Collection[str],
+        metrics: WorkerMetrics,
+        events: queue.Queue,
+        stopping: threading.Event,
+    ):
+        self.cfg = cfg
+        self.name = cfg.worker.name
+        self.domains = domains
+        self.metrics = metrics
+        self.events = events
+        self.stopping = stopping
+        self.generation = 0
+        self.client = None
+
+    def start(self) -> None:
+        self.client = self._make_client()
+        mqtt.connect_async(self.client, self.cfg.mqtt)
+        self.client.loop_start()
+
+    def _make_client(self):
+        will = (protocol.topic_status(self.name), protocol.STATUS_OFFLINE, protocol.QOS_STATUS, True)
+        client = mqtt.make_client(
+            self.cfg.mqtt, client_id=self.cfg.mqtt.client_id or self.name, clean_start=False, will=will
+        )
+        client.manual_ack_set(True)
+        client.on_socket_open = _no_delay
+        client.on_connect = self.on_connect
+        client.on_disconnect = self.on_disconnect
+        client.on_message = self.on_message
+        return client
+
+    # --- paho's thread ------------------------------------------------------------
+    def on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            log.error("%s", mqtt.describe_connack(reason_code))
+            return
+        self.generation += 1
+        client.subscribe([(protocol.topic_key(d), protocol.QOS_KEY) for d in self.domains])
+        client.publish(protocol.topic_status(self.name), protocol.STATUS_ONLINE, qos=protocol.QOS_STATUS, retain=True)
+        self.metrics.mqtt_connected.set(1)
+        log.info(
+            "MQTT connected to %s:%d as %s (session %s)",
+            self.cfg.mqtt.broker_url,
+            self.cfg.mqtt.broker_port,
+            self.name,
+            "resumed" if flags.session_present else "new",
+        )
+        self.events.put(Connected(self.generation))
+
+    def on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        self.metrics.mqtt_connected.set(0)
+        if not self.stopping.is_set():
+            log.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def on_message(self, client, userdata, message):
+        parts = protocol.split_topic(message.topic)
+        domain = parts[1] if len(parts) == 3 else None
+        key = message.payload.decode("utf-8", errors="replace")
+        if domain not in self.domains:
+            log.warning("message on unexpected topic %s ignored", message.topic)
+            client.ack(message.mid, message.qos)
+        elif not protocol.is_valid_key(key):
+            log.warning("domain %s: malformed key %r ignored", domain, key[:60])
+            self.metrics.keys_rejected.labels(domain).inc()
+            client.ack(message.mid, message.qos)
+        else:
+            self.events.put(KeyEvent(domain, key, message.mid, self.generation, time.monotonic()))
+
+    # --- any thread -----------------------------------------------------------------
+    def ack(self, events: Iterable[KeyEvent]) -> None:
+        """PUBACK for keys that arrived on the current connection (older ids mean nothing now:
+        mosquitto sends those keys again after a reconnect)."""
+        for event in events:
+            if self.client is not None and event.generation == self.generation:
+                self.client.ack(event.mid, protocol.QOS_KEY)
+
+    def publish(self, topic: str, payload: str, qos: int, retain: bool = True) -> None:
+        if self.client is not None:
+            self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def close(self) -> None:
+        """Say offline (retained), then disconnect."""
+        if self.client is None:
+            return
+        info = self.client.publish(
+            protocol.topic_status(self.name), protocol.STATUS_OFFLINE, qos=protocol.QOS_STATUS, retain=True
+        )
+        if self.client.is_connected():
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
