@@ -182,6 +182,7 @@ counts:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the docs, as in every module)
 
+from ansible_collections.freifunk.wgmesh.plugins.module_utils._naming import ifname_problem  # noqa: E402
 from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import key_problem  # noqa: E402
 from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgtool import (  # noqa: E402
     Peer,
@@ -224,8 +225,9 @@ class PeerDeclaration:
     def validate(self):
         errors = []
         interface = self.interface
-        if not interface or len(interface) > 15 or "/" in interface or interface != interface.strip():
-            errors.append("interface %r is not a valid interface name (1-15 characters, no '/' or spaces)" % interface)
+        problem = ifname_problem(interface)
+        if problem:
+            errors.append("interface %r is not a valid interface name: it %s" % (interface, problem))
 
         for index, key in enumerate(self.params["protected"]):
             problem = key_problem(key)
