@@ -103,6 +103,14 @@ def test_interface_name_follows_the_collections_naming_rule(run_module, no_wg, i
     assert complaint in result["msg"]
 
 
+def test_low_order_peer_key_is_refused(run_module, no_wg):
+    zero = "A" * 43 + "="  # u = 0: every secret shared with it is all zeros
+    code, result = run_module(wg_peers.main, {"interface": "wg-test", "peers": [{"public_key": zero}]})
+    assert code == 1
+    assert "peers[0].public_key" in result["msg"]
+    assert "low-order" in result["msg"]
+
+
 def test_interface_name_is_checked(run_module, no_wg):
     code, result = run_module(wg_peers.main, {"interface": "wg-much-too-long-name", "peers": []})
     assert code == 1
