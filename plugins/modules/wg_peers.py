@@ -55,7 +55,8 @@ options:
     suboptions:
       public_key:
         description:
-          - The peer's public key (44 characters of base64).
+          - The peer's public key (44 characters of base64). Low-order Curve25519 points such as the all-zero key
+            are refused: every secret shared with them is zero, so no node can own one.
         type: str
         required: true
       allowed_ips:
@@ -183,7 +184,7 @@ counts:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the docs, as in every module)
 
 from ansible_collections.freifunk.wgmesh.plugins.module_utils._naming import ifname_problem  # noqa: E402
-from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import key_problem  # noqa: E402
+from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import public_key_problem  # noqa: E402
 from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgtool import (  # noqa: E402
     Peer,
     WgError,
@@ -230,7 +231,7 @@ class PeerDeclaration:
             errors.append("interface %r is not a valid interface name: it %s" % (interface, problem))
 
         for index, key in enumerate(self.params["protected"]):
-            problem = key_problem(key)
+            problem = public_key_problem(key)
             if problem:
                 errors.append("protected[%d] %r is not a WireGuard key: %s" % (index, key, problem))
             self.protected.add(key)
@@ -240,7 +241,7 @@ class PeerDeclaration:
         for index, spec in enumerate(self.params["peers"]):
             where = "peers[%d]" % index
             key = spec["public_key"]
-            problem = key_problem(key)
+            problem = public_key_problem(key)
             if problem:
                 errors.append("%s.public_key %r is not a WireGuard key: %s" % (where, key, problem))
                 continue
