@@ -35,9 +35,10 @@ from machine import cpu_model  # bench/machine.py: the machine line every benchm
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = REPO / ".build" / "collections"
-sys.path.insert(0, str(REPO / "tests" / "integration" / "modules"))
+sys.path.insert(0, str(REPO))  # tests.support, shared with the tests
 
-from wgnetns import Unavailable, WgNetns, run  # noqa: E402
+from tests.support.procs import run  # noqa: E402
+from tests.support.wgnetns import Unavailable, WgNetns  # noqa: E402
 
 TIMER_CALLBACK = """
 import json, os, time

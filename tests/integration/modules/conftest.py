@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wgnetns import Unavailable, WgNetns
+
+from tests.support.wgnetns import Unavailable, WgNetns
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 COLLECTION_LINK = REPO_ROOT / ".build" / "collections" / "ansible_collections" / "freifunk" / "wgmesh"
