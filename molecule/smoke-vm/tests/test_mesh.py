@@ -92,7 +92,7 @@ def test_wireguard_handshake_with_every_other_vm(host, stack):
         return len(peers) == len(others) and all(p["handshake"] > 0 for p in peers.values()) and peers
 
     peers = eventually(handshaken, f"a WireGuard handshake on {wg} with {others}")
-    # Each peer may send only from its own link-local address (DESIGN.md section 2).
+    # Each peer may send only from its own link-local address (docs/architecture.md, "What a worker does per key").
     for key, peer in peers.items():
         assert ipaddress.ip_network(peer["allowed_ips"]) == ipaddress.ip_network(f"{lladdr_from_key(key)}/128")
 
