@@ -271,10 +271,7 @@ def main():
     except Unavailable as exc:
         sys.exit("cannot run: %s" % exc)
     try:
-        key_file = workdir / "if.key"
-        key_file.write_text(iface.wg("genkey"))
-        key_file.chmod(0o600)
-        iface.wg("set", iface.ifname, "private-key", str(key_file), "listen-port", "51820")
+        iface.set_identity(iface.wg("genkey"), 51820, workdir)
         run("ip", "-n", iface.netns, "link", "set", iface.ifname, "up")  # as on a gateway
         peers = make_peers(options.peers)
         changed_one = [dict(peer) for peer in peers]

@@ -66,6 +66,13 @@ class WgNetns:
         self.close()
         raise Unavailable("wireguard-go started but %s did not answer `wg show` within 10 s" % self.ifname)
 
+    def set_identity(self, private_key: str, listen_port: int | str, key_dir: Path) -> None:
+        """Give the interface a private key (through a 0600 file, never argv) and a listen port."""
+        key_file = key_dir / ("%s.key" % self.ifname)
+        key_file.touch(mode=0o600)
+        key_file.write_text(private_key.strip() + "\n")
+        self.wg("set", self.ifname, "private-key", str(key_file), "listen-port", str(listen_port))
+
     def wg(self, *args: str, input: str | None = None) -> str:
         return run("wg", *args, input=input).stdout
 
