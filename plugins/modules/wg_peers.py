@@ -56,7 +56,7 @@ options:
       public_key:
         description:
           - The peer's public key (44 characters of base64). Low-order Curve25519 points such as the all-zero key
-            are refused: every secret shared with them is zero, so no node can own one.
+            are refused, since every secret shared with them is zero and no node can own one.
         type: str
         required: true
       allowed_ips:
