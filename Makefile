@@ -66,6 +66,7 @@ lint: deps ## ruff, yamllint, ansible-lint (production profile), changelog fragm
 	yamllint --strict .
 	ansible-lint --offline
 	antsibull-changelog lint
+	python hack/check_twins.py
 
 # ansible-test --requirements installs its own pins: keep them out of the main venv.
 # (--venv would fetch pip's bootstrap script from a host unreachable here.)

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,8 +36,15 @@ from machine import describe  # bench/machine.py: the machine line every benchma
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support, shared with the tests
+
+from tests.support.keys import new_key  # noqa: E402
+from tests.support.net import free_port, wait_for_port  # noqa: E402
+from tests.support.procs import cpu_seconds  # noqa: E402
+from wgmesh.protocol import PATH_V1_EXCHANGE, PATH_V2_EXCHANGE  # noqa: E402
+
 GW_KEY = "o52Ge+Rpj4CUSitVag9mS7pSXUesNM0ESnvj/wwehkg="
-PATHS = {"v1": "/api/v1/wg/key/exchange", "v2": "/api/v2/wg/key/exchange"}
+PATHS = {"v1": PATH_V1_EXCHANGE, "v2": PATH_V2_EXCHANGE}
 
 # wrk: a fresh valid key per request, wget-like headers, a JSON summary at the end.
 WRK_LUA = r"""
@@ -62,31 +67,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} not listening")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process: a cost per request that background load does not distort."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def machine() -> str:
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False).stdout.splitlines()[:1]
     return describe(f"aiohttp {aiohttp.__version__}", mosq[0] if mosq else "mosquitto ?")
@@ -100,7 +80,7 @@ def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen, int]:
         lines.append("user root")
     conf.write_text("\n".join(lines) + "\n")
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, proc)
+    wait_for_port("127.0.0.1", port, timeout=15, proc=proc)
     return proc, port
 
 
@@ -143,7 +123,7 @@ def start_server(kind: str, config: Path, port: int, workdir: Path) -> subproces
         args = [sys.executable, str(ROOT / "bench" / "broker_baseline_flask.py"), "--config", str(config)]
     log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    wait_port(port, proc)
+    wait_for_port("127.0.0.1", port, timeout=15, proc=proc)
     return proc
 
 
@@ -183,7 +163,7 @@ async def run_cell(url: str, concurrency: int, duration: float, max_requests: in
             nonlocal sent
             while time.monotonic() < deadline and sent < max_requests:
                 sent += 1
-                key = base64.b64encode(os.urandom(32)).decode()
+                key = new_key()
                 body = json.dumps({"domain": "ffmuc_welt", "public_key": key})
                 t0 = time.perf_counter()
                 try:

@@ -30,11 +30,16 @@ from pathlib import Path
 from machine import describe  # bench/machine.py: the machine line every benchmark prints
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "integration" / "services"))
+sys.path.insert(0, str(HERE.parent))  # tests.support, shared with the tests
+# The mosquitto, broker and gateway fixtures still live beside the integration tests.
+sys.path.insert(1, str(HERE.parent / "tests" / "integration" / "services"))
 
-from conftest import BrokerProcess, Mosquitto, free_port  # noqa: E402
-from worker_fixtures import PREFIX, Gateway, Publisher, _setns, new_key, require_tools, wait_until  # noqa: E402
+from conftest import BrokerProcess, Mosquitto  # noqa: E402
+from worker_fixtures import PREFIX, Gateway, Publisher, require_tools  # noqa: E402
 
+from tests.support.keys import new_key  # noqa: E402
+from tests.support.net import free_port, in_netns  # noqa: E402
+from tests.support.procs import wait_until  # noqa: E402
 from wgmesh import derive  # noqa: E402
 from wgmesh.protocol import PATH_V2_EXCHANGE, topic_status  # noqa: E402
 from wgmesh.worker import rtnl_bulk  # noqa: E402
@@ -52,18 +57,16 @@ class RouteWatcher(threading.Thread):
         super().__init__(daemon=True)
         self.seen: dict[ipaddress.IPv6Address, float] = {}
         self.stop = threading.Event()
-        host = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
-        try:  # the socket belongs to the namespace it is created in
-            _setns(target)
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, rtnl_bulk.NETLINK_ROUTE)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-            self.sock.bind((0, RTMGRP_IPV6_ROUTE))
-        finally:
-            _setns(host)
-            os.close(host)
-            os.close(target)
+        # The socket belongs to the namespace it is created in.
+        self.sock = in_netns(netns, self._route_socket)
         self.sock.settimeout(0.2)
+
+    @staticmethod
+    def _route_socket() -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, rtnl_bulk.NETLINK_ROUTE)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        sock.bind((0, RTMGRP_IPV6_ROUTE))
+        return sock
 
     def run(self) -> None:
         while not self.stop.is_set():

@@ -35,9 +35,10 @@ from machine import cpu_model  # bench/machine.py: the machine line every benchm
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTIONS = REPO / ".build" / "collections"
-sys.path.insert(0, str(REPO / "tests" / "integration" / "modules"))
+sys.path.insert(0, str(REPO))  # tests.support, shared with the tests
 
-from wgnetns import Unavailable, WgNetns, run  # noqa: E402
+from tests.support.procs import run  # noqa: E402
+from tests.support.wgnetns import Unavailable, WgNetns  # noqa: E402
 
 TIMER_CALLBACK = """
 import json, os, time
@@ -270,10 +271,7 @@ def main():
     except Unavailable as exc:
         sys.exit("cannot run: %s" % exc)
     try:
-        key_file = workdir / "if.key"
-        key_file.write_text(iface.wg("genkey"))
-        key_file.chmod(0o600)
-        iface.wg("set", iface.ifname, "private-key", str(key_file), "listen-port", "51820")
+        iface.set_identity(iface.wg("genkey"), 51820, workdir)
         run("ip", "-n", iface.netns, "link", "set", iface.ifname, "up")  # as on a gateway
         peers = make_peers(options.peers)
         changed_one = [dict(peer) for peer in peers]

@@ -14,13 +14,13 @@ from ansible_collections.freifunk.wgmesh.plugins.module_utils._derive import (
     mac_from_key,
     vni_from_seed,
 )
-from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import check_key
+from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import check_public_key
 
 
 def _checked(key, rule):
     try:
         check_rule(rule)
-        return check_key(key, "public key")
+        return check_public_key(key)
     except ValueError as e:
         raise AnsibleFilterError(str(e)) from None
 

@@ -1,11 +1,11 @@
 # Copyright: freifunk.wgmesh contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Derivations from WireGuard keys and domain seeds (DESIGN.md section 2).
+"""Derivations from WireGuard keys and domain seeds (docs/derivation.md).
 
 The controller's copy of the rules the nodes use. The daemons' twin is
 src/wgmesh/derive.py; both are tested against tests/vectors/derivation.json.
 These functions derive from any text (the upstream vectors include the string
-``public_key``); callers check key syntax first with _wgkey.check_key.
+``public_key``); callers check keys first with _wgkey.check_public_key.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -3,7 +3,8 @@
 """Interface names per mesh domain: the one place the patterns live.
 
 Domain ``ffmuc_welt`` with prefix ``ffmuc_`` gives wg-welt, vx-welt, bat-welt and
-br-welt (DESIGN.md section 2). The daemons' twin is wgmesh.derive.interface_names.
+br-welt (docs/derivation.md). The daemons' twin is wgmesh.derive.interface_names;
+hack/check_twins.py keeps the length limit and the patterns equal.
 """
 
 from __future__ import absolute_import, division, print_function

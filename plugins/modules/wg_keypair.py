@@ -88,20 +88,18 @@ public_key:
   sample: XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8=
 """
 
-import base64  # noqa: E402 (imports follow the docs, as in every module)
 import os  # noqa: E402
 import stat  # noqa: E402
 import tempfile  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import KEY_RE  # noqa: E402
-
-try:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-except ImportError:
-    X25519PrivateKey = None
+from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import (  # noqa: E402
+    HAS_CRYPTOGRAPHY,
+    KEY_RE,
+    new_private_key,
+    public_key_of,
+)
 
 KEY_MODE = 0o600
 
@@ -111,22 +109,13 @@ class KeyTool:
 
     def __init__(self, module):
         self.module = module
-        self.wg = None if X25519PrivateKey else module.get_bin_path("wg", required=True)
+        self.wg = None if HAS_CRYPTOGRAPHY else module.get_bin_path("wg", required=True)
 
     def generate(self):
-        if X25519PrivateKey:
-            raw = X25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-            )
-            return base64.b64encode(raw).decode("ascii")
-        return self._wg(["genkey"])
+        return new_private_key() if HAS_CRYPTOGRAPHY else self._wg(["genkey"])
 
     def public_key(self, private_key):
-        if X25519PrivateKey:
-            public = X25519PrivateKey.from_private_bytes(base64.b64decode(private_key)).public_key()
-            raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            return base64.b64encode(raw).decode("ascii")
-        return self._wg(["pubkey"], data=private_key)
+        return public_key_of(private_key) if HAS_CRYPTOGRAPHY else self._wg(["pubkey"], data=private_key)
 
     def _wg(self, args, data=None):
         # The private key travels only through the pipe, never argv.

@@ -55,7 +55,8 @@ options:
     suboptions:
       public_key:
         description:
-          - The peer's public key (44 characters of base64).
+          - The peer's public key (44 characters of base64). Low-order Curve25519 points such as the all-zero key
+            are refused, since every secret shared with them is zero and no node can own one.
         type: str
         required: true
       allowed_ips:
@@ -182,7 +183,8 @@ counts:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (imports follow the docs, as in every module)
 
-from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import key_problem  # noqa: E402
+from ansible_collections.freifunk.wgmesh.plugins.module_utils._naming import ifname_problem  # noqa: E402
+from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import public_key_problem  # noqa: E402
 from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgtool import (  # noqa: E402
     Peer,
     WgError,
@@ -224,11 +226,12 @@ class PeerDeclaration:
     def validate(self):
         errors = []
         interface = self.interface
-        if not interface or len(interface) > 15 or "/" in interface or interface != interface.strip():
-            errors.append("interface %r is not a valid interface name (1-15 characters, no '/' or spaces)" % interface)
+        problem = ifname_problem(interface)
+        if problem:
+            errors.append("interface %r is not a valid interface name: it %s" % (interface, problem))
 
         for index, key in enumerate(self.params["protected"]):
-            problem = key_problem(key)
+            problem = public_key_problem(key)
             if problem:
                 errors.append("protected[%d] %r is not a WireGuard key: %s" % (index, key, problem))
             self.protected.add(key)
@@ -238,7 +241,7 @@ class PeerDeclaration:
         for index, spec in enumerate(self.params["peers"]):
             where = "peers[%d]" % index
             key = spec["public_key"]
-            problem = key_problem(key)
+            problem = public_key_problem(key)
             if problem:
                 errors.append("%s.public_key %r is not a WireGuard key: %s" % (where, key, problem))
                 continue

@@ -1,7 +1,8 @@
-"""Derivations from keys and domains shared with the nodes (DESIGN.md section 2).
+"""Derivations from keys and domains shared with the nodes (docs/derivation.md).
 
 The Ansible filters in plugins/ implement the same rules for the controller;
-both are tested against tests/vectors/derivation.json.
+both are tested against tests/vectors/derivation.json, and hack/check_twins.py
+proves their shared constants equal.
 """
 
 from __future__ import annotations

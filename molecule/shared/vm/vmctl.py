@@ -36,6 +36,10 @@ from pathlib import Path
 
 import build_image
 
+# The repository root: tests.support is shared by the tests, bench/ and these helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.support.net import free_port
+
 NOT_YET = 75
 QEMU = "qemu-system-x86_64"
 SSH_USER = "root"
@@ -184,12 +188,6 @@ def cmd_accel(_args):
 def mac(seed, name, nic):
     digest = hashlib.sha256(f"{seed}/{name}/{nic}".encode()).digest()
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ssh_key(state_dir):

@@ -11,12 +11,17 @@ the config and the daemons are checked to agree on a real kernel.
 import ipaddress
 import json
 import os
-import time
+import sys
+from pathlib import Path
 
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 from wgmesh.derive import lladdr_from_key, vni_from_seed
+
+# The repository root: tests.support is shared by the tests, bench/ and Molecule.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.support.procs import wait_until
 
 INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 VMS = INVENTORY.get_hosts("all")
@@ -37,14 +42,7 @@ def _vars(host):
 
 def eventually(check, what):
     """Retry `check` until it returns something true; fail naming `what` otherwise."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not seen within {SETTLE_SECONDS} s")
-        time.sleep(2)
+    return wait_until(check, timeout=SETTLE_SECONDS, interval=2, what=what)
 
 
 def _links(host, kind):
@@ -92,7 +90,7 @@ def test_wireguard_handshake_with_every_other_vm(host, stack):
         return len(peers) == len(others) and all(p["handshake"] > 0 for p in peers.values()) and peers
 
     peers = eventually(handshaken, f"a WireGuard handshake on {wg} with {others}")
-    # Each peer may send only from its own link-local address (DESIGN.md section 2).
+    # Each peer may send only from its own link-local address (docs/architecture.md, "What a worker does per key").
     for key, peer in peers.items():
         assert ipaddress.ip_network(peer["allowed_ips"]) == ipaddress.ip_network(f"{lladdr_from_key(key)}/128")
 

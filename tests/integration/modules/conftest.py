@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wgnetns import Unavailable, WgNetns
+
+from tests.support.wgnetns import Unavailable, WgNetns
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 COLLECTION_LINK = REPO_ROOT / ".build" / "collections" / "ansible_collections" / "freifunk" / "wgmesh"
@@ -37,10 +38,7 @@ def wg_iface(tmp_path):
     except Unavailable as exc:
         pytest.skip("wireguard-go interface unavailable: %s" % exc)
     try:
-        key_file = tmp_path / "interface.key"
-        key_file.write_text(INTERFACE_PRIVATE_KEY + "\n")
-        key_file.chmod(0o600)
-        iface.wg("set", iface.ifname, "private-key", str(key_file), "listen-port", INTERFACE_LISTEN_PORT)
+        iface.set_identity(INTERFACE_PRIVATE_KEY, INTERFACE_LISTEN_PORT, tmp_path)
         iface.expected_interface = [INTERFACE_PRIVATE_KEY, INTERFACE_PUBLIC_KEY, INTERFACE_LISTEN_PORT]
         yield iface
     finally:

@@ -3,16 +3,11 @@
 Every assertion about the interface reads `wg show <if> dump` directly.
 """
 
-import base64
-import os
+from tests.support.keys import new_key
 
 PEERS = "freifunk.wgmesh.wg_peers"
 # dump peer fields
 PSK, ENDPOINT, ALLOWED, KEEPALIVE = 1, 2, 3, 7
-
-
-def new_key():
-    return base64.b64encode(os.urandom(32)).decode()
 
 
 def interface_untouched(wg_iface):

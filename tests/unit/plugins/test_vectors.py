@@ -1,13 +1,15 @@
 """One rule, two runtimes: the controller's filters and the daemon's wgmesh.derive give
-the same answers on the same shared vector file (DESIGN.md section 4)."""
+the same answers on the same shared vector file (docs/architecture.md, "One rule per fact")."""
 
+import base64
 import ipaddress
 import re
 
 import pytest
 
-from ansible_collections.freifunk.wgmesh.plugins.module_utils import _derive, _naming
-from wgmesh import derive  # installed editable by `make venv`: one rule checked in both runtimes
+from ansible_collections.freifunk.wgmesh.plugins.module_utils import _derive, _naming, _wgkey
+from wgmesh import derive, protocol  # installed editable by `make venv`: one rule checked in both runtimes
+from wgmesh.worker.uapi import public_from_private_hex  # the daemon's public-from-private rule
 
 
 def test_lladdr_and_mac(vectors):
@@ -45,3 +47,31 @@ def test_interface_names(vectors, runtime):
         else:
             with pytest.raises(ValueError, match=re.escape(v["error"])):
                 interface_names(v["domain"], v["prefixes"])
+
+
+@pytest.mark.parametrize("runtime", ["daemon", "plugin"])
+def test_key_syntax(vectors, runtime):
+    """The shared key vectors, through each runtime's own key check."""
+
+    def is_key(value):
+        return protocol.is_valid_key(value) if runtime == "daemon" else _wgkey.key_problem(value) is None
+
+    assert vectors["valid_keys"] and vectors["invalid_keys"]
+    for key in vectors["valid_keys"]:
+        assert is_key(key), key
+    for bad in vectors["invalid_keys"]:
+        assert not is_key(bad["key"]), bad
+
+
+@pytest.mark.parametrize("runtime", ["daemon", "plugin"])
+def test_public_key_from_private_key(vectors, runtime):
+    """RFC 7748's unclamped private keys: both runtimes clamp as `wg pubkey` does."""
+
+    def public_of(private):
+        if runtime == "daemon":
+            return public_from_private_hex(base64.b64decode(private).hex())
+        return _wgkey.public_key_of(private)
+
+    assert vectors["keypairs"]
+    for v in vectors["keypairs"]:
+        assert public_of(v["private"]) == v["public"], v["source"]

@@ -10,7 +10,7 @@ from ansible_collections.freifunk.wgmesh.plugins.module_utils import _mtu
 
 
 def test_design_facts():
-    # DESIGN.md section 2: WireGuard 1420 over an IPv6 underlay, VXLAN at most 1350,
+    # docs/architecture.md, "MTUs": WireGuard 1420 over an IPv6 underlay, VXLAN at most 1350,
     # clients are offered 1280.
     m = wg_mtus(1500, "ipv6")
     assert (m["wireguard"], m["vxlan"], m["client"]) == (1420, 1350, 1280)

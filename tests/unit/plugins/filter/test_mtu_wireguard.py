@@ -227,13 +227,14 @@ def _send_and_capture(a, b, capture_if, link_header, dst, payload):
 
 
 def test_full_stack_built_from_the_filters(new_side):
-    """The DESIGN.md data path built only from filter output: interface names from
+    """The data path of docs/architecture.md built only from filter output: interface names from
     wg_ifnames, link-local addresses from wg_lladdr of the real public keys, the VNI from
     wg_vni, MTUs from wg_mtus. The largest datagram the VXLAN takes crosses WireGuard in
     one unfragmented packet of exactly the WireGuard MTU.
 
     Each side gets its own domain only because wireguard-go's sockets are host-global
-    (two "wg-welt" cannot coexist on one host); batman-adv is left out (no module here).
+    (two "wg-welt" cannot coexist on one host); batman-adv is left out (the host kernel need
+    not have the module; the VM tier covers it).
     """
     underlay, seed = 1500, "1f0b31cecdf980317f453b162ac476ee09cf9997b03e684d4f2f484e75d9cd26"
     m, vni = wg_mtus(underlay), wg_vni(seed)
@@ -241,7 +242,7 @@ def test_full_stack_built_from_the_filters(new_side):
     names = {tag: wg_ifnames("ffmuc_%s%s" % (tag, suffix), ["ffmuc_"]) for tag in "ab"}
     a, b = new_side("a", names["a"]["wg"]), new_side("b", names["b"]["wg"])
     _underlay(a, b, underlay)
-    # a is the node (it knows the endpoint), b the gateway: no endpoint, as DESIGN.md has it.
+    # a is the node (it knows the endpoint), b the gateway: no endpoint, as a worker sets it up.
     # Only a can initiate, so the handshake never collides with one from b.
     for side, peer, tag, where, vx_addr in (
         (a, b, "a", ("endpoint", "[fd00:1::2]:%d" % WG_PORT), "fd02::1"),

@@ -83,6 +83,34 @@ def test_protected_key_cannot_be_absent(run_module, no_wg):
     assert "is in protected but has state absent" in result["msg"]
 
 
+@pytest.mark.parametrize(
+    ("interface", "complaint"),
+    [
+        ("wg-much-too-long-name", "is 21 bytes long, Linux allows at most 15"),
+        # 14 characters but 16 bytes: Linux counts bytes.
+        ("wg-\u00fc\u00fc\u00fcabcdefgh", "is 17 bytes long"),
+        ("wg-%d", "contains '%'"),
+        ("wg:welt", "contains ':'"),
+        ("wg welt", "contains ' '"),
+        ("..", "is a path component"),
+        ("", "is empty"),
+    ],
+)
+def test_interface_name_follows_the_collections_naming_rule(run_module, no_wg, interface, complaint):
+    code, result = run_module(wg_peers.main, {"interface": interface, "peers": []})
+    assert code == 1
+    assert "interface %r" % interface in result["msg"]
+    assert complaint in result["msg"]
+
+
+def test_low_order_peer_key_is_refused(run_module, no_wg):
+    zero = "A" * 43 + "="  # u = 0: every secret shared with it is all zeros
+    code, result = run_module(wg_peers.main, {"interface": "wg-test", "peers": [{"public_key": zero}]})
+    assert code == 1
+    assert "peers[0].public_key" in result["msg"]
+    assert "low-order" in result["msg"]
+
+
 def test_interface_name_is_checked(run_module, no_wg):
     code, result = run_module(wg_peers.main, {"interface": "wg-much-too-long-name", "peers": []})
     assert code == 1

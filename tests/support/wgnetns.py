@@ -15,18 +15,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.procs import run, terminate
+
 SOCKET_DIR = Path("/var/run/wireguard")
 
 
 class Unavailable(Exception):
-    """This machine cannot run the interface; the message says why."""
-
-
-def run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise RuntimeError("%s failed (rc=%d): %s" % (" ".join(argv[:4]), proc.returncode, proc.stderr.strip()))
-    return proc
+    """The interface cannot run where the tests run; the message says why (a missing tool, no root)."""
 
 
 class WgNetns:
@@ -71,6 +66,13 @@ class WgNetns:
         self.close()
         raise Unavailable("wireguard-go started but %s did not answer `wg show` within 10 s" % self.ifname)
 
+    def set_identity(self, private_key: str, listen_port: int | str, key_dir: Path) -> None:
+        """Give the interface a private key (through a 0600 file, never argv) and a listen port."""
+        key_file = key_dir / ("%s.key" % self.ifname)
+        key_file.touch(mode=0o600)
+        key_file.write_text(private_key.strip() + "\n")
+        self.wg("set", self.ifname, "private-key", str(key_file), "listen-port", str(listen_port))
+
     def wg(self, *args: str, input: str | None = None) -> str:
         return run("wg", *args, input=input).stdout
 
@@ -83,13 +85,8 @@ class WgNetns:
         return self.dump()[1]
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
         sock = SOCKET_DIR / ("%s.sock" % self.ifname)
         if sock.exists():
