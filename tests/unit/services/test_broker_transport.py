@@ -96,3 +96,30 @@ async def test_sync_marker_puback_is_not_taken_for_a_key():
     assert transport._early_acks == set()  # not parked for the next key to pick up
     with pytest.raises(PublishError, match="did not acknowledge"):
         await transport.publish("wireguard/x/all", "k", 1, timeout=0.05)  # mid 2: no PUBACK, no false OK
+
+
+def stub_mids(transport, mids):
+    """client.publish hands out exactly these mids, in order (paho's counter wraps at 65,535)."""
+    it = iter(mids)
+    transport.client.publish = lambda topic, payload, qos=0, retain=False: SimpleNamespace(
+        mid=next(it), rc=paho.MQTT_ERR_SUCCESS
+    )
+
+
+@pytest.mark.asyncio
+async def test_late_puback_never_answers_a_later_publish_with_the_same_mid():
+    transport = make_transport(asyncio.get_running_loop())
+    stub_mids(transport, [1, 1])  # the second publish reuses mid 1, as after a wrap
+    with pytest.raises(PublishError, match="did not acknowledge"):
+        await transport.publish("wireguard/x/all", "old", 1, timeout=0.05)
+    transport._on_publish(transport.client, None, 1, SUCCESS, None)  # the old key's PUBACK, too late
+    with pytest.raises(PublishError, match="did not acknowledge"):  # must not be taken for the new key's
+        await transport.publish("wireguard/x/all", "new", 1, timeout=0.05)
+
+
+@pytest.mark.asyncio
+async def test_pubacks_for_unknown_mids_are_not_parked():
+    transport = make_transport(asyncio.get_running_loop())
+    for mid in range(1, 5000):  # e.g. re-sent messages of an earlier connection
+        transport._on_publish(transport.client, None, mid, SUCCESS, None)
+    assert len(transport._early_acks) == 0  # nothing parked for a future publish to pick up
