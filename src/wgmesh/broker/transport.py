@@ -4,7 +4,12 @@
 a QoS 1 publish), so the HTTP layer answers 200 only for keys mosquitto holds.
 paho calls on_publish from its own thread while holding its internal message
 lock; we therefore never hold our lock while calling into paho, and a PUBACK
-that beats the registration of its future is parked in `_early_acks`.
+that beats the registration of its future is parked in `_early_acks`. It is
+parked only while a `client.publish()` call is under way (`_registering`) and
+dropped right after it, so nothing old can wait there for a reused mid.
+paho's mids wrap at 65,535: a PUBACK for a mid we gave up on (timeout, lost
+link, cancelled request) must never settle a later key that got the same mid,
+so such mids are remembered in `_abandoned` until their PUBACK or their reuse.
 
 `synced` says the retained worker state has arrived: after subscribing we
 publish a marker to our own sync topic; mosquitto delivers a client's
@@ -53,7 +58,9 @@ class BrokerTransport:
         self.last_error: str | None = "not connected yet"
         self._lock = threading.Lock()
         self._pending: dict[int, asyncio.Future] = {}
-        self._early_acks: set[int] = set()
+        self._early_acks: dict[int, object] = {}  # mid -> reason code, see the module doc
+        self._registering = False  # publish() is inside client.publish(): an unknown PUBACK may be its own
+        self._abandoned: set[int] = set()  # mids whose PUBACK, if it ever comes, belongs to no request
         self._own_mids: set[int] = set()  # our sync markers, not keys
         client_id = cfg.client_id or f"wgmesh-broker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.sync_topic = protocol.TOPIC_BROKER_SYNC.format(client_id=client_id.replace("/", "_"))
@@ -151,18 +158,20 @@ class BrokerTransport:
             self._own_mids.discard(mid)
             return
         with self._lock:
+            if mid in self._abandoned:
+                self._abandoned.discard(mid)  # a late PUBACK: its request was already answered 503
+                return
             fut = self._pending.pop(mid, None)
             if fut is None:
-                self._early_acks.add(mid)
+                if self._registering:
+                    self._early_acks[mid] = reason_code
                 return
-        failed = reason_code.is_failure
-        self.loop.call_soon_threadsafe(
-            _settle, fut, PublishError(f"MQTT broker refused: {reason_code}") if failed else None
-        )
+        self.loop.call_soon_threadsafe(_settle, fut, _refusal(None, reason_code))
 
     def _fail_pending(self, why: str) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._abandoned.update(pending)  # paho may re-send them after reconnecting
             self._early_acks.clear()
         for fut in pending.values():
             self.loop.call_soon_threadsafe(_settle, fut, PublishError(why))
@@ -173,21 +182,39 @@ class BrokerTransport:
         """Return once mosquitto acknowledged; raise PublishError otherwise."""
         if not self.connected:
             raise PublishError(f"MQTT broker unreachable ({self.last_error or 'not connected'})")
-        info = self.client.publish(topic, payload, qos=qos)
+        with self._lock:
+            self._registering = True
+        try:
+            info = self.client.publish(topic, payload, qos=qos)
+        finally:
+            with self._lock:
+                self._registering = False
+                parked, self._early_acks = self._early_acks, {}
+        early = parked.get(info.mid)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise PublishError(f"MQTT publish failed: {paho.error_string(info.rc)}")
         fut = self.loop.create_future()
         with self._lock:
-            if info.mid in self._early_acks:
-                self._early_acks.discard(info.mid)
-                return
-            self._pending[info.mid] = fut
+            self._abandoned.discard(info.mid)  # reused: from now on its PUBACK is this key's
+            if early is None:
+                self._pending[info.mid] = fut
+        if early is not None:
+            _settle(fut, _refusal(topic, early))
         try:
             await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            with self._lock:
-                self._pending.pop(info.mid, None)
             raise PublishError(f"MQTT broker did not acknowledge within {timeout:g}s") from None
+        finally:
+            with self._lock:
+                if self._pending.pop(info.mid, None) is not None:
+                    self._abandoned.add(info.mid)  # given up (timeout, cancelled): its PUBACK is late
+
+
+def _refusal(topic: str | None, reason_code) -> PublishError | None:
+    """None for a successful PUBACK, else the error to answer 503 with."""
+    if not getattr(reason_code, "is_failure", False):
+        return None
+    return PublishError(f"MQTT broker refused: {reason_code}")
 
 
 def _settle(fut: asyncio.Future, error: Exception | None) -> None:

@@ -58,7 +58,7 @@ async def test_puback_before_registration_is_not_lost():
     transport = make_transport(asyncio.get_running_loop())
     stub_publish(transport, on_publish=lambda mid: transport._on_publish(transport.client, None, mid, SUCCESS, None))
     await transport.publish("wireguard/x/all", "k", 1, timeout=5)  # would time out if the early PUBACK were lost
-    assert transport._early_acks == set()
+    assert not transport._early_acks
 
 
 @pytest.mark.asyncio
@@ -93,7 +93,7 @@ async def test_sync_marker_puback_is_not_taken_for_a_key():
     transport._subscribe_mid = 7
     transport._on_subscribe(transport.client, None, 7, [SUCCESS], None)  # publishes the marker as mid 1
     transport._on_publish(transport.client, None, 1, SUCCESS, None)  # its PUBACK
-    assert transport._early_acks == set()  # not parked for the next key to pick up
+    assert not transport._early_acks  # not parked for the next key to pick up
     with pytest.raises(PublishError, match="did not acknowledge"):
         await transport.publish("wireguard/x/all", "k", 1, timeout=0.05)  # mid 2: no PUBACK, no false OK
 
