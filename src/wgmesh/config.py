@@ -247,7 +247,7 @@ def _mqtt(r: _Reader, data: Mapping) -> MqttConfig:
     cfg = MqttConfig(
         broker_url=r.str_(m, "mqtt.broker_url", "localhost", optional=False),
         broker_port=r.int_(m, "mqtt.broker_port", 1883, 1, 65535),
-        username=r.str_(m, "mqtt.username", None),
+        username=_username(r, m),
         password=_password(r, m),
         keepalive=r.int_(m, "mqtt.keepalive", 5, 1, 65535),
         tls=r.bool_(m, "mqtt.tls", False),
@@ -265,6 +265,14 @@ def _mqtt(r: _Reader, data: Mapping) -> MqttConfig:
         if path is not None and not os.path.isfile(path):
             raise r.fail(f"mqtt.{key}", "file does not exist", path)
     return cfg
+
+
+def _username(r: _Reader, m: Mapping) -> str | None:
+    # wgkex requires the key, so a mosquitto without auth may come with username: "".
+    if m.get("username") == "":
+        r.warnings.append(f'config {r.path}: mqtt.username: "" means no authentication (same as null)')
+        return None
+    return r.str_(m, "mqtt.username", None)
 
 
 def _password(r: _Reader, m: Mapping) -> str | None:
