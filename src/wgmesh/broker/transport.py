@@ -24,6 +24,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -47,6 +48,14 @@ class PublishError(Exception):
     """The message is not known to be with mosquitto (not connected, timeout, lost link)."""
 
 
+class PublishRefused(PublishError):
+    """mosquitto answered the publish with a failing MQTT 5 reason code (e.g. Not authorized: ACL)."""
+
+    def __init__(self, reason_code):
+        super().__init__(f"MQTT broker refused the publish: {reason_code}")
+        self.reason_code = reason_code
+
+
 class BrokerTransport:
     def __init__(self, cfg: MqttConfig, loop: asyncio.AbstractEventLoop, on_message: Callable[[str, bytes], None]):
         self.cfg = cfg
@@ -62,6 +71,7 @@ class BrokerTransport:
         self._registering = False  # publish() is inside client.publish(): an unknown PUBACK may be its own
         self._abandoned: set[int] = set()  # mids whose PUBACK, if it ever comes, belongs to no request
         self._own_mids: set[int] = set()  # our sync markers, not keys
+        self._refusals = _RateLimitedLog()
         client_id = cfg.client_id or f"wgmesh-broker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.sync_topic = protocol.TOPIC_BROKER_SYNC.format(client_id=client_id.replace("/", "_"))
         self._sync_token = ""
@@ -166,7 +176,7 @@ class BrokerTransport:
                 if self._registering:
                     self._early_acks[mid] = reason_code
                 return
-        self.loop.call_soon_threadsafe(_settle, fut, _refusal(None, reason_code))
+        self.loop.call_soon_threadsafe(_settle, fut, _refusal(reason_code))
 
     def _fail_pending(self, why: str) -> None:
         with self._lock:
@@ -199,9 +209,13 @@ class BrokerTransport:
             if early is None:
                 self._pending[info.mid] = fut
         if early is not None:
-            _settle(fut, _refusal(topic, early))
+            _settle(fut, _refusal(early))
         try:
             await asyncio.wait_for(fut, timeout)
+        except PublishRefused as exc:
+            why = f"MQTT broker refused the key on {topic}: {exc.reason_code}"
+            self._refusals.error(f"{why}; answering 503 (check the ACL of MQTT user {self.cfg.username!r})")
+            raise PublishError(why) from None
         except TimeoutError:
             raise PublishError(f"MQTT broker did not acknowledge within {timeout:g}s") from None
         finally:
@@ -210,11 +224,32 @@ class BrokerTransport:
                     self._abandoned.add(info.mid)  # given up (timeout, cancelled): its PUBACK is late
 
 
-def _refusal(topic: str | None, reason_code) -> PublishError | None:
-    """None for a successful PUBACK, else the error to answer 503 with."""
-    if not getattr(reason_code, "is_failure", False):
-        return None
-    return PublishError(f"MQTT broker refused: {reason_code}")
+def _refusal(reason_code) -> PublishError | None:
+    """None for a successful PUBACK (MQTT 5 reason code < 128), else the error to raise."""
+    return PublishRefused(reason_code) if getattr(reason_code, "is_failure", False) else None
+
+
+class _RateLimitedLog:
+    """Log an error line at most once per `interval` seconds per text, saying how many were held back.
+
+    A refusing ACL refuses every key: one line per request would flood the log.
+    """
+
+    def __init__(self, interval: float = 60.0):
+        self.interval = interval
+        self._last: dict[str, tuple[float, int]] = {}  # text -> (logged at, held back since)
+
+    def error(self, text: str) -> None:
+        now = time.monotonic()
+        logged_at, held = self._last.get(text, (float("-inf"), 0))
+        if now - logged_at < self.interval:
+            self._last[text] = (logged_at, held + 1)
+            return
+        more = f" ({held} more like it held back)" if held else ""
+        log.error("%s%s", text, more)
+        if len(self._last) > 1000:  # texts carry domains: keep the table small
+            self._last.clear()
+        self._last[text] = (now, 0)
 
 
 def _settle(fut: asyncio.Future, error: Exception | None) -> None:

@@ -123,3 +123,17 @@ async def test_pubacks_for_unknown_mids_are_not_parked():
     for mid in range(1, 5000):  # e.g. re-sent messages of an earlier connection
         transport._on_publish(transport.client, None, mid, SUCCESS, None)
     assert len(transport._early_acks) == 0  # nothing parked for a future publish to pick up
+
+
+REFUSED = ReasonCode(PacketTypes.PUBACK, "Not authorized")  # MQTT 5: what mosquitto's ACL answers
+
+
+@pytest.mark.asyncio
+async def test_refused_puback_is_an_error_also_when_it_beats_the_registration(caplog):
+    transport = make_transport(asyncio.get_running_loop())
+    stub_publish(transport, on_publish=lambda mid: transport._on_publish(transport.client, None, mid, REFUSED, None))
+    for dummy in range(3):
+        with pytest.raises(PublishError, match=r"refused the key on wireguard/x/all: Not authorized"):
+            await transport.publish("wireguard/x/all", "k", 1, timeout=5)
+    refusals = [r for r in caplog.records if "Not authorized" in r.getMessage()]
+    assert len(refusals) == 1  # one ACL typo refuses every key: logged once per minute, not per request
