@@ -50,6 +50,9 @@ class MqttConfig:
     certfile: str | None = None
     keyfile: str | None = None
     client_id: str | None = None
+    # MQTT 5 Session Expiry Interval of persistent sessions (the workers'), in seconds: how long
+    # mosquitto keeps queuing keys for a worker that is away. 0 ends the session at disconnect.
+    session_expiry: int = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,13 @@ def _mqtt(r: _Reader, data: Mapping) -> MqttConfig:
         certfile=r.str_(m, "mqtt.certfile", None),
         keyfile=r.str_(m, "mqtt.keyfile", None),
         client_id=r.str_(m, "mqtt.client_id", None),
+        session_expiry=r.int_(m, "mqtt.session_expiry", MqttConfig.session_expiry, 0, 0xFFFFFFFF),
     )
+    if cfg.session_expiry == 0:
+        r.warnings.append(
+            f"config {r.path}: mqtt.session_expiry: 0 ends a worker's MQTT session at every disconnect;"
+            " keys published while it is away are lost"
+        )
     if cfg.password is not None and cfg.username is None:
         raise r.fail("mqtt.password", "is set but mqtt.username is not")
     if bool(cfg.certfile) != bool(cfg.keyfile):

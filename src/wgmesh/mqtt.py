@@ -22,6 +22,8 @@ import uuid
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from wgmesh.config import MqttConfig
 
@@ -89,7 +91,14 @@ def make_client(
 def connect_async(client: paho.Client, cfg: MqttConfig) -> None:
     """Start connecting in the background; paho's loop retries by itself (same CONNECT each time)."""
     clean_start = getattr(client, "wgmesh_clean_start", True)
-    client.connect_async(cfg.broker_url, cfg.broker_port, keepalive=cfg.keepalive, clean_start=clean_start)
+    properties = Properties(PacketTypes.CONNECT)
+    if not clean_start:
+        # Keep the session (subscriptions, queued keys) across disconnects. Every connect,
+        # the first included, resumes it: paho's default would start the first one clean.
+        properties.SessionExpiryInterval = cfg.session_expiry
+    client.connect_async(
+        cfg.broker_url, cfg.broker_port, keepalive=cfg.keepalive, clean_start=clean_start, properties=properties
+    )
 
 
 def describe_connack(reason_code) -> str:

@@ -29,3 +29,16 @@ def test_null_username_needs_no_warning():
     cfg = mqtt_cfg(username=None)
     assert cfg.mqtt.username is None
     assert not any("mqtt.username" in w for w in cfg.warnings)
+
+
+def test_session_expiry_defaults_to_a_week_and_0_warns():
+    assert mqtt_cfg().mqtt.session_expiry == 7 * 24 * 3600
+    cfg = mqtt_cfg(session_expiry=0)
+    assert cfg.mqtt.session_expiry == 0
+    assert any("mqtt.session_expiry: 0" in w for w in cfg.warnings)
+    assert mqtt_cfg(session_expiry=0xFFFFFFFF).mqtt.session_expiry == 0xFFFFFFFF  # MQTT 5: never expires
+
+
+def test_session_expiry_out_of_range_names_the_key():
+    with pytest.raises(ConfigError, match=r"mqtt.session_expiry: must be an integer 0-4294967295"):
+        mqtt_cfg(session_expiry=-1)
