@@ -81,6 +81,11 @@ class BrokerConfig:
     # Peers whose X-Forwarded-For we believe (a reverse proxy in front of us).
     # Empty: the TCP peer address is the client, the header is ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Keys answered 200 are kept in this file and published again after every MQTT reconnect,
+    # so a mosquitto killed between two autosaves loses none (docs/broker.md). None = off.
+    key_buffer: str | None = None
+    key_buffer_retention: int = 3600  # > mosquitto's autosave_interval (Debian: 1800 s)
+    key_buffer_max_keys: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -344,6 +349,9 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
         blocklist=_key_lists(r, b, "blocklist", domains),
         allowlist=_key_lists(r, b, "allowlist", domains),
         trusted_proxies=proxies,
+        key_buffer=r.str_(b, "broker.key_buffer", None),
+        key_buffer_retention=r.int_(b, "broker.key_buffer_retention", BrokerConfig.key_buffer_retention, 1),
+        key_buffer_max_keys=r.int_(b, "broker.key_buffer_max_keys", BrokerConfig.key_buffer_max_keys, 1),
     )
 
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import paho.mqtt.client as paho
 
 from wgmesh import mqtt, protocol
+from wgmesh.broker.keybuffer import KeyBuffer, KeyBufferError
 from wgmesh.config import MqttConfig
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,15 @@ class PublishRefused(PublishError):
 
 
 class BrokerTransport:
-    def __init__(self, cfg: MqttConfig, loop: asyncio.AbstractEventLoop, on_message: Callable[[str, bytes], None]):
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[str, bytes], None],
+        buffer: KeyBuffer | None = None,
+    ):
         self.cfg = cfg
+        self.buffer = buffer  # keys answered 200, published again after every connect
         self.loop = loop
         self.on_message = on_message
         self.connected = False
@@ -71,6 +79,7 @@ class BrokerTransport:
         self._registering = False  # publish() is inside client.publish(): an unknown PUBACK may be its own
         self._abandoned: set[int] = set()  # mids whose PUBACK, if it ever comes, belongs to no request
         self._own_mids: set[int] = set()  # our sync markers, not keys
+        self._republished: set[int] = set()  # buffered keys sent again after a connect
         self._refusals = _RateLimitedLog()
         client_id = cfg.client_id or f"wgmesh-broker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.sync_topic = protocol.TOPIC_BROKER_SYNC.format(client_id=client_id.replace("/", "_"))
@@ -112,6 +121,8 @@ class BrokerTransport:
         self.synced = False
         self._subscribe_mid = client.subscribe([*SUBSCRIPTIONS, (self.sync_topic, 1)])[1]
         self.connected = True
+        if self.buffer is not None:
+            self.loop.call_soon_threadsafe(self._republish)
         self.last_error = None
         log.info("connected to MQTT %s:%s", self.cfg.broker_url, self.cfg.broker_port)
 
@@ -168,6 +179,11 @@ class BrokerTransport:
             self._own_mids.discard(mid)
             return
         with self._lock:
+            if mid in self._republished:
+                self._republished.discard(mid)
+                if reason_code.is_failure:
+                    self._refusals.error(f"MQTT broker refused a republished key: {reason_code}")
+                return
             if mid in self._abandoned:
                 self._abandoned.discard(mid)  # a late PUBACK: its request was already answered 503
                 return
@@ -182,16 +198,16 @@ class BrokerTransport:
         with self._lock:
             pending, self._pending = self._pending, {}
             self._abandoned.update(pending)  # paho may re-send them after reconnecting
+            self._abandoned.update(self._republished)  # the next connect republishes them anyway
+            self._republished.clear()
             self._early_acks.clear()
         for fut in pending.values():
             self.loop.call_soon_threadsafe(_settle, fut, PublishError(why))
 
     # --- asyncio side -----------------------------------------------------------
 
-    async def publish(self, topic: str, payload: str, qos: int, timeout: float) -> None:
-        """Return once mosquitto acknowledged; raise PublishError otherwise."""
-        if not self.connected:
-            raise PublishError(f"MQTT broker unreachable ({self.last_error or 'not connected'})")
+    def _send(self, topic: str, payload: str, qos: int):
+        """client.publish(), and the PUBACK if it came before this returned (else None)."""
         with self._lock:
             self._registering = True
         try:
@@ -200,9 +216,29 @@ class BrokerTransport:
             with self._lock:
                 self._registering = False
                 parked, self._early_acks = self._early_acks, {}
-        early = parked.get(info.mid)
+        return info, parked.get(info.mid)
+
+    def _republish(self) -> None:
+        """Send every buffered key again (mosquitto may have lost them); nobody waits for these."""
+        if not self.connected:
+            return
+        entries = self.buffer.touch_all()
+        for topic, key in entries:
+            info, early = self._send(topic, key, protocol.QOS_KEY)
+            with self._lock:
+                self._abandoned.discard(info.mid)
+                if early is None:
+                    self._republished.add(info.mid)
+        log.info("republished %d buffered key(s) after connecting to %s", len(entries), self.where)
+
+    async def publish(self, topic: str, payload: str, qos: int, timeout: float) -> None:
+        """Return once mosquitto acknowledged; raise PublishError otherwise."""
+        if not self.connected:
+            raise PublishError(f"MQTT broker unreachable ({self.last_error or 'not connected'})")
+        info, early = self._send(topic, payload, qos)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise PublishError(f"MQTT publish failed: {paho.error_string(info.rc)}")
+        stored = self.buffer.add(topic, payload) if self.buffer is not None else None  # written meanwhile
         fut = self.loop.create_future()
         with self._lock:
             self._abandoned.discard(info.mid)  # reused: from now on its PUBACK is this key's
@@ -222,6 +258,12 @@ class BrokerTransport:
             with self._lock:
                 if self._pending.pop(info.mid, None) is not None:
                     self._abandoned.add(info.mid)  # given up (timeout, cancelled): its PUBACK is late
+        if stored is not None:
+            try:
+                await stored  # 200 means: mosquitto has it and so does our disk
+            except KeyBufferError as exc:
+                self._refusals.error(f"{exc}; answering 503")
+                raise PublishError(f"key not kept on disk: {exc}") from None
 
 
 def _refusal(reason_code) -> PublishError | None:

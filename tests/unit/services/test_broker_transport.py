@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from wgmesh.broker.keybuffer import KeyBuffer
 from wgmesh.broker.transport import BrokerTransport, PublishError
 from wgmesh.config import MqttConfig
 
@@ -137,3 +138,26 @@ async def test_refused_puback_is_an_error_also_when_it_beats_the_registration(ca
             await transport.publish("wireguard/x/all", "k", 1, timeout=5)
     refusals = [r for r in caplog.records if "Not authorized" in r.getMessage()]
     assert len(refusals) == 1  # one ACL typo refuses every key: logged once per minute, not per request
+
+
+@pytest.mark.asyncio
+async def test_buffered_keys_are_published_again_after_connecting_and_their_pubacks_not_parked(tmp_path):
+    buffer = KeyBuffer(str(tmp_path / "keys.jsonl"), retention=3600, max_keys=100)
+    buffer.load()
+    transport = BrokerTransport(
+        MqttConfig(broker_url="127.0.0.1", broker_port=1), asyncio.get_running_loop(), lambda t, p: None, buffer
+    )
+    transport.connected = True
+    stub_publish(transport, on_publish=lambda mid: transport._on_publish(transport.client, None, mid, SUCCESS, None))
+    await transport.publish("wireguard/x/all", "k1", 1, timeout=5)  # stored: mosquitto and disk
+    sent = []
+
+    def publish(topic, payload, qos=0, retain=False):
+        sent.append((topic, payload))
+        return SimpleNamespace(mid=1, rc=paho.MQTT_ERR_SUCCESS)
+
+    transport.client.publish = publish
+    transport._republish()
+    assert sent == [("wireguard/x/all", "k1")]
+    transport._on_publish(transport.client, None, 1, SUCCESS, None)  # the republished key's PUBACK
+    assert not transport._early_acks and not transport._republished
