@@ -1,7 +1,10 @@
 """MQTT transport for the broker: paho's network thread bridged into asyncio.
 
 `publish()` resolves only when mosquitto acknowledged the message (PUBACK of
-a QoS 1 publish), so the HTTP layer answers 200 only for keys mosquitto holds.
+a QoS 1 publish, with a successful MQTT 5 reason code), so the HTTP layer
+answers 200 only for keys mosquitto holds; with a `KeyBuffer` also only once
+the key is in its file, and every connect publishes the buffer again
+(keybuffer.py says why).
 paho calls on_publish from its own thread while holding its internal message
 lock; we therefore never hold our lock while calling into paho, and a PUBACK
 that beats the registration of its future is parked in `_early_acks`. It is
@@ -179,20 +182,17 @@ class BrokerTransport:
             self._own_mids.discard(mid)
             return
         with self._lock:
-            if mid in self._republished:
-                self._republished.discard(mid)
-                if reason_code.is_failure:
-                    self._refusals.error(f"MQTT broker refused a republished key: {reason_code}")
-                return
-            if mid in self._abandoned:
-                self._abandoned.discard(mid)  # a late PUBACK: its request was already answered 503
-                return
-            fut = self._pending.pop(mid, None)
-            if fut is None:
-                if self._registering:
-                    self._early_acks[mid] = reason_code
-                return
-        self.loop.call_soon_threadsafe(_settle, fut, _refusal(reason_code))
+            republished = mid in self._republished
+            self._republished.discard(mid)
+            late = not republished and mid in self._abandoned
+            self._abandoned.discard(mid)  # a late PUBACK: its request was already answered 503
+            fut = None if republished or late else self._pending.pop(mid, None)
+            if fut is None and not (republished or late) and self._registering:
+                self._early_acks[mid] = reason_code
+        if republished and reason_code.is_failure:
+            self._refusals.error(f"MQTT broker refused a republished key: {reason_code}")
+        if fut is not None:
+            self.loop.call_soon_threadsafe(_settle, fut, _refusal(reason_code))
 
     def _fail_pending(self, why: str) -> None:
         with self._lock:

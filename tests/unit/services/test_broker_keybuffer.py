@@ -12,6 +12,8 @@ import pytest
 
 from wgmesh.broker import keybuffer
 from wgmesh.broker.keybuffer import KeyBuffer, KeyBufferError
+from wgmesh.broker.server import open_key_buffer
+from wgmesh.config import parse_config
 
 TOPIC = "wireguard/ffmuc_welt/all"
 
@@ -109,3 +111,19 @@ def test_an_unusable_path_is_refused_at_start(tmp_path):
     buf = KeyBuffer(str(tmp_path / "file" / "keys.jsonl"), retention=3600, max_keys=1000)
     with pytest.raises(KeyBufferError, match=r"key buffer .*file/keys.jsonl"):
         buf.load()
+
+
+def test_the_broker_stops_with_exit_2_when_its_buffer_file_is_unusable(tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    cfg = parse_config(
+        {
+            "domains": ["ffmuc_welt"],
+            "domain_prefixes": ["ffmuc_"],
+            "broker": {"key_buffer": str(tmp_path / "file" / "keys.jsonl")},
+        },
+        "/etc/wgkex.yaml",
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        open_key_buffer(cfg)
+    assert exit_info.value.code == 2
+    assert "broker.key_buffer in /etc/wgkex.yaml" in caplog.text
