@@ -9,6 +9,7 @@ long ago for a running mesh: the buffer brings back keys, not sessions.
 from __future__ import annotations
 
 import signal
+import threading
 
 import pytest
 from conftest import Mosquitto, free_port
@@ -85,3 +86,49 @@ def test_keys_answered_200_survive_a_mosquitto_sigkill(
         gw.worker_proc.send_signal(signal.SIGCONT)
     wait_until(lambda: "republished" in broker.log(), what=f"the broker's republish\n{broker.log()[-2000:]}")
     wait_until(lambda: gw.has_all(keys), timeout=60, what=f"50 keys on {gw.wg}\n{gw.log_text()}")
+
+
+def test_every_key_answered_200_survives_a_sigkill_in_the_middle_of_a_stream(
+    gateways,  # noqa: F811
+    mosquitto,
+    publisher,  # noqa: F811
+    domain,  # noqa: F811
+    broker_factory,
+    tmp_path,
+):
+    (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
+    mosquitto.restart()  # saves the worker's session, as autosave does for a running mesh
+    broker = broker_factory(
+        mosquitto,
+        domains=[domain],
+        domain_prefixes=[PREFIX],
+        broker={"key_buffer": str(tmp_path / "state" / "broker-keys.jsonl")},
+    )
+    broker.wait_healthy()
+    answered: dict[str, int] = {}
+    stop = threading.Event()
+
+    def post_keys() -> None:  # four clients at once, each key once (a 503 is the node's to retry)
+        def client() -> None:
+            while not stop.is_set():
+                key = new_key()
+                answered[key] = exchange(broker, V1, domain, key)[0]
+
+        threads = [threading.Thread(target=client) for dummy in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    poster = threading.Thread(target=post_keys)
+    poster.start()
+    wait_until(lambda: sum(s == 200 for s in answered.values()) >= 100, what="a stream of keys")
+    mosquitto.kill()  # whatever was in flight, queued or half-delivered is gone from mosquitto
+    mosquitto.start()
+    wait_until(lambda: sum(s == 200 for s in list(answered.values())[-20:]) >= 10, what="keys answered 200 again")
+    stop.set()
+    poster.join()
+    stored = [k for k, s in answered.items() if s == 200]
+    refused = [k for k, s in answered.items() if s != 200]
+    assert refused, "mosquitto must have been down for some requests"
+    wait_until(lambda: gw.has_all(stored), timeout=60, what=f"{len(stored)} keys on {gw.wg}\n{gw.log_text()}")
