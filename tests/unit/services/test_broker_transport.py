@@ -157,7 +157,7 @@ async def test_buffered_keys_are_published_again_after_connecting_and_their_puba
         return SimpleNamespace(mid=1, rc=paho.MQTT_ERR_SUCCESS)
 
     transport.client.publish = publish
-    transport._republish()
+    await transport._republish(transport._connects)
     assert sent == [("wireguard/x/all", "k1")]
     transport._on_publish(transport.client, None, 1, SUCCESS, None)  # the republished key's PUBACK
     assert not transport._early_acks and not transport._republished
