@@ -30,6 +30,7 @@ from wgmesh import derive, protocol
 ENV_CONFIG_FILE = "WGKEX_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "/etc/wgkex.yaml"
 WORKER_BACKENDS = ("auto", "kernel", "userspace")
+MOSQUITTO_AUTOSAVE_S = 1800  # mosquitto's default autosave_interval: the window broker.key_buffer covers
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,7 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
             raise r.fail(f"broker.trusted_proxies[{i}]", "must be an IP address or network", proxy) from None
-    return BrokerConfig(
+    cfg = BrokerConfig(
         publish_timeout=r.number(b, "broker.publish_timeout", 2.0),
         max_body_bytes=r.int_(b, "broker.max_body_bytes", 1024, 128, 1 << 20),
         rate_limit=RateLimitConfig(
@@ -353,6 +354,12 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
         key_buffer_retention=r.int_(b, "broker.key_buffer_retention", BrokerConfig.key_buffer_retention, 1),
         key_buffer_max_keys=r.int_(b, "broker.key_buffer_max_keys", BrokerConfig.key_buffer_max_keys, 1),
     )
+    if cfg.key_buffer and cfg.key_buffer_retention < MOSQUITTO_AUTOSAVE_S:
+        r.warnings.append(
+            f"config {r.path}: broker.key_buffer_retention: {cfg.key_buffer_retention} s is shorter than"
+            f" mosquitto's default autosave_interval ({MOSQUITTO_AUTOSAVE_S} s): keep it above yours"
+        )
+    return cfg
 
 
 def _listen_address(r: _Reader, w: Mapping, key: str) -> tuple[str, int] | None:

@@ -127,3 +127,10 @@ def test_the_broker_stops_with_exit_2_when_its_buffer_file_is_unusable(tmp_path,
         open_key_buffer(cfg)
     assert exit_info.value.code == 2
     assert "broker.key_buffer in /etc/wgkex.yaml" in caplog.text
+
+
+def test_a_retention_below_mosquittos_default_autosave_warns():
+    base = {"domains": ["ffmuc_welt"], "domain_prefixes": ["ffmuc_"]}
+    cfg = parse_config({**base, "broker": {"key_buffer": "/x/keys.jsonl", "key_buffer_retention": 600}})
+    assert any("broker.key_buffer_retention: 600" in w and "autosave_interval" in w for w in cfg.warnings)
+    assert not parse_config({**base, "broker": {"key_buffer": "/x/keys.jsonl"}}).warnings
