@@ -30,6 +30,7 @@ from wgmesh import derive, protocol
 ENV_CONFIG_FILE = "WGKEX_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "/etc/wgkex.yaml"
 WORKER_BACKENDS = ("auto", "kernel", "userspace")
+MOSQUITTO_AUTOSAVE_S = 1800  # mosquitto's default autosave_interval: the window broker.key_buffer covers
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ class MqttConfig:
     certfile: str | None = None
     keyfile: str | None = None
     client_id: str | None = None
+    # MQTT 5 Session Expiry Interval of persistent sessions (the workers'), in seconds: how long
+    # mosquitto keeps queuing keys for a worker that is away. 0 ends the session at disconnect.
+    session_expiry: int = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,11 @@ class BrokerConfig:
     # Peers whose X-Forwarded-For we believe (a reverse proxy in front of us).
     # Empty: the TCP peer address is the client, the header is ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Keys answered 200 are kept in this file and published again after every MQTT reconnect,
+    # so a mosquitto killed between two autosaves loses none (docs/broker.md). None = off.
+    key_buffer: str | None = None
+    key_buffer_retention: int = 3600  # > mosquitto's autosave_interval (Debian: 1800 s)
+    key_buffer_max_keys: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -251,7 +260,7 @@ def _mqtt(r: _Reader, data: Mapping) -> MqttConfig:
     cfg = MqttConfig(
         broker_url=r.str_(m, "mqtt.broker_url", "localhost", optional=False),
         broker_port=r.int_(m, "mqtt.broker_port", 1883, 1, 65535),
-        username=r.str_(m, "mqtt.username", None),
+        username=_username(r, m),
         password=_password(r, m),
         keepalive=r.int_(m, "mqtt.keepalive", 5, 1, 65535),
         tls=r.bool_(m, "mqtt.tls", False),
@@ -259,7 +268,13 @@ def _mqtt(r: _Reader, data: Mapping) -> MqttConfig:
         certfile=r.str_(m, "mqtt.certfile", None),
         keyfile=r.str_(m, "mqtt.keyfile", None),
         client_id=r.str_(m, "mqtt.client_id", None),
+        session_expiry=r.int_(m, "mqtt.session_expiry", MqttConfig.session_expiry, 0, 0xFFFFFFFF),
     )
+    if cfg.session_expiry == 0:
+        r.warnings.append(
+            f"config {r.path}: mqtt.session_expiry: 0 ends a worker's MQTT session at every disconnect;"
+            " keys published while it is away are lost"
+        )
     if cfg.password is not None and cfg.username is None:
         raise r.fail("mqtt.password", "is set but mqtt.username is not")
     if bool(cfg.certfile) != bool(cfg.keyfile):
@@ -269,6 +284,14 @@ def _mqtt(r: _Reader, data: Mapping) -> MqttConfig:
         if path is not None and not os.path.isfile(path):
             raise r.fail(f"mqtt.{key}", "file does not exist", path)
     return cfg
+
+
+def _username(r: _Reader, m: Mapping) -> str | None:
+    # wgkex requires the key, so a mosquitto without auth may come with username: "".
+    if m.get("username") == "":
+        r.warnings.append(f'config {r.path}: mqtt.username: "" means no authentication (same as null)')
+        return None
+    return r.str_(m, "mqtt.username", None)
 
 
 def _password(r: _Reader, m: Mapping) -> str | None:
@@ -321,7 +344,7 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
             raise r.fail(f"broker.trusted_proxies[{i}]", "must be an IP address or network", proxy) from None
-    return BrokerConfig(
+    cfg = BrokerConfig(
         publish_timeout=r.number(b, "broker.publish_timeout", 2.0),
         max_body_bytes=r.int_(b, "broker.max_body_bytes", 1024, 128, 1 << 20),
         rate_limit=RateLimitConfig(
@@ -331,7 +354,16 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
         blocklist=_key_lists(r, b, "blocklist", domains),
         allowlist=_key_lists(r, b, "allowlist", domains),
         trusted_proxies=proxies,
+        key_buffer=r.str_(b, "broker.key_buffer", None),
+        key_buffer_retention=r.int_(b, "broker.key_buffer_retention", BrokerConfig.key_buffer_retention, 1),
+        key_buffer_max_keys=r.int_(b, "broker.key_buffer_max_keys", BrokerConfig.key_buffer_max_keys, 1),
     )
+    if cfg.key_buffer and cfg.key_buffer_retention < MOSQUITTO_AUTOSAVE_S:
+        r.warnings.append(
+            f"config {r.path}: broker.key_buffer_retention: {cfg.key_buffer_retention} s is shorter than"
+            f" mosquitto's default autosave_interval ({MOSQUITTO_AUTOSAVE_S} s): keep it above yours"
+        )
+    return cfg
 
 
 def _listen_address(r: _Reader, w: Mapping, key: str) -> tuple[str, int] | None:

@@ -1,9 +1,14 @@
 """paho-mqtt client factory shared by broker and worker (the MQTT transport layer).
 
 Both daemons get the same auth, TLS, keepalive and reconnect behaviour from
-one place. We speak MQTT 3.1.1 like wgkex: a persistent session is simply
-``clean_start=False`` with a stable client id, and mosquitto keeps the QoS 1
-messages queued for it while it is away (needs ``persistence true``).
+one place. We speak MQTT 5 (wgkex speaks 3.1.1; mosquitto serves both on one
+listener): only MQTT 5's PUBACK carries a reason code, so a publish that
+mosquitto's ACL refuses is seen as refused instead of acknowledged.
+
+A persistent session (the worker's) is ``clean_start=False`` with a stable
+client id *and* a Session Expiry Interval (``mqtt.session_expiry``): in MQTT 5
+a session without one ends at disconnect, and with it every key mosquitto would
+have queued for the worker while it is away (needs ``persistence true``).
 
 Callers install their callbacks, then ``connect_async(client, cfg)`` and
 ``client.loop_start()``; subscribe in ``on_connect`` so every reconnect
@@ -17,6 +22,8 @@ import uuid
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from wgmesh.config import MqttConfig
 
@@ -32,12 +39,22 @@ AUTH_FAILURES = {
 }
 
 
+class Client(paho.Client):
+    """paho's Client that remembers how it must (re)connect: make_client decides, connect_async applies.
+
+    MQTT 5 moved clean start from the client to CONNECT, so it travels with the client
+    to keep both call signatures as they were.
+    """
+
+    wgmesh_clean_start: bool = True
+
+
 def make_client(
     cfg: MqttConfig,
     client_id: str | None = None,
     clean_start: bool = True,
     will: tuple[str, str, int, bool] | None = None,
-) -> paho.Client:
+) -> Client:
     """A configured, unconnected paho Client (VERSION2 callbacks).
 
     client_id: explicit id, else cfg.client_id, else a random one (only
@@ -49,12 +66,8 @@ def make_client(
         if not clean_start:
             raise ValueError("a persistent MQTT session (clean_start=False) needs a stable client_id")
         cid = f"wgmesh-{uuid.uuid4().hex[:12]}"
-    client = paho.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=cid,
-        clean_session=clean_start,
-        protocol=paho.MQTTv311,
-    )
+    client = Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv5)
+    client.wgmesh_clean_start = clean_start
     if cfg.username is not None:
         client.username_pw_set(cfg.username, cfg.password)
     if cfg.tls or cfg.ca_certs or cfg.certfile:
@@ -76,8 +89,16 @@ def make_client(
 
 
 def connect_async(client: paho.Client, cfg: MqttConfig) -> None:
-    """Start connecting in the background; paho's loop retries by itself."""
-    client.connect_async(cfg.broker_url, cfg.broker_port, keepalive=cfg.keepalive)
+    """Start connecting in the background; paho's loop retries by itself (same CONNECT each time)."""
+    clean_start = getattr(client, "wgmesh_clean_start", True)
+    properties = Properties(PacketTypes.CONNECT)
+    if not clean_start:
+        # Keep the session (subscriptions, queued keys) across disconnects. Every connect,
+        # the first included, resumes it: paho's default would start the first one clean.
+        properties.SessionExpiryInterval = cfg.session_expiry
+    client.connect_async(
+        cfg.broker_url, cfg.broker_port, keepalive=cfg.keepalive, clean_start=clean_start, properties=properties
+    )
 
 
 def describe_connack(reason_code) -> str:

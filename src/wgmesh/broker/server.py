@@ -9,6 +9,7 @@ import signal
 from aiohttp import web
 
 from wgmesh.broker.api import make_app
+from wgmesh.broker.keybuffer import KeyBuffer, KeyBufferError
 from wgmesh.broker.registry import Registry
 from wgmesh.broker.transport import BrokerTransport
 from wgmesh.config import Config
@@ -39,10 +40,23 @@ async def start_sites(runner: web.AppRunner, host: str, port: int) -> list[web.T
     return sites
 
 
+def open_key_buffer(cfg: Config) -> KeyBuffer | None:
+    """The configured key buffer, loaded; exit 2 with one line if its file cannot be used."""
+    if cfg.broker.key_buffer is None:
+        return None
+    buffer = KeyBuffer(cfg.broker.key_buffer, cfg.broker.key_buffer_retention, cfg.broker.key_buffer_max_keys)
+    try:
+        buffer.load()
+    except KeyBufferError as exc:
+        log.error("%s (broker.key_buffer in %s)", exc, cfg.path)
+        raise SystemExit(2) from None
+    return buffer
+
+
 async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     registry = Registry(cfg.weight_of)
-    transport = BrokerTransport(cfg.mqtt, loop, registry.handle)
+    transport = BrokerTransport(cfg.mqtt, loop, registry.handle, open_key_buffer(cfg))
     app = make_app(cfg, transport, registry)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

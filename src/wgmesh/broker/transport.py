@@ -1,10 +1,18 @@
 """MQTT transport for the broker: paho's network thread bridged into asyncio.
 
 `publish()` resolves only when mosquitto acknowledged the message (PUBACK of
-a QoS 1 publish), so the HTTP layer answers 200 only for keys mosquitto holds.
+a QoS 1 publish, with a successful MQTT 5 reason code), so the HTTP layer
+answers 200 only for keys mosquitto holds; with a `KeyBuffer` also only once
+the key is in its file, and every connect publishes the buffer again
+(keybuffer.py says why).
 paho calls on_publish from its own thread while holding its internal message
 lock; we therefore never hold our lock while calling into paho, and a PUBACK
-that beats the registration of its future is parked in `_early_acks`.
+that beats the registration of its future is parked in `_early_acks`. It is
+parked only while a `client.publish()` call is under way (`_registering`) and
+dropped right after it, so nothing old can wait there for a reused mid.
+paho's mids wrap at 65,535: a PUBACK for a mid we gave up on (timeout, lost
+link, cancelled request) must never settle a later key that got the same mid,
+so such mids are remembered in `_abandoned` until their PUBACK or their reuse.
 
 `synced` says the retained worker state has arrived: after subscribing we
 publish a marker to our own sync topic; mosquitto delivers a client's
@@ -19,12 +27,14 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
 
 from wgmesh import mqtt, protocol
+from wgmesh.broker.keybuffer import KeyBuffer, KeyBufferError
 from wgmesh.config import MqttConfig
 
 log = logging.getLogger(__name__)
@@ -35,6 +45,7 @@ SUBSCRIPTIONS = (
     (protocol.TOPIC_DATA_SUB, protocol.QOS_DATA),
 )
 MAX_INFLIGHT = 1000  # PUBACKs we wait for at once; paho's default of 20 throttles bursts
+REPUBLISH_CHUNK = 500  # buffered keys sent per event-loop turn after a connect
 SYNC_FALLBACK_S = 5.0  # marker never back (e.g. an ACL forbids the sync topic): assume synced
 
 
@@ -42,9 +53,24 @@ class PublishError(Exception):
     """The message is not known to be with mosquitto (not connected, timeout, lost link)."""
 
 
+class PublishRefused(PublishError):
+    """mosquitto answered the publish with a failing MQTT 5 reason code (e.g. Not authorized: ACL)."""
+
+    def __init__(self, reason_code):
+        super().__init__(f"MQTT broker refused the publish: {reason_code}")
+        self.reason_code = reason_code
+
+
 class BrokerTransport:
-    def __init__(self, cfg: MqttConfig, loop: asyncio.AbstractEventLoop, on_message: Callable[[str, bytes], None]):
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[str, bytes], None],
+        buffer: KeyBuffer | None = None,
+    ):
         self.cfg = cfg
+        self.buffer = buffer  # keys answered 200, published again after every connect
         self.loop = loop
         self.on_message = on_message
         self.connected = False
@@ -53,8 +79,13 @@ class BrokerTransport:
         self.last_error: str | None = "not connected yet"
         self._lock = threading.Lock()
         self._pending: dict[int, asyncio.Future] = {}
-        self._early_acks: set[int] = set()
+        self._early_acks: dict[int, object] = {}  # mid -> reason code, see the module doc
+        self._registering = False  # publish() is inside client.publish(): an unknown PUBACK may be its own
+        self._abandoned: set[int] = set()  # mids whose PUBACK, if it ever comes, belongs to no request
         self._own_mids: set[int] = set()  # our sync markers, not keys
+        self._republished: set[int] = set()  # buffered keys sent again after a connect
+        self._refusals = _RateLimitedLog()
+        self._connects = 0  # a republish stops when a newer connect starts its own
         client_id = cfg.client_id or f"wgmesh-broker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.sync_topic = protocol.TOPIC_BROKER_SYNC.format(client_id=client_id.replace("/", "_"))
         self._sync_token = ""
@@ -95,6 +126,10 @@ class BrokerTransport:
         self.synced = False
         self._subscribe_mid = client.subscribe([*SUBSCRIPTIONS, (self.sync_topic, 1)])[1]
         self.connected = True
+        self._connects += 1
+        if self.buffer is not None:
+            republish = asyncio.run_coroutine_threadsafe(self._republish(self._connects), self.loop)
+            republish.add_done_callback(_log_republish_failure)
         self.last_error = None
         log.info("connected to MQTT %s:%s", self.cfg.broker_url, self.cfg.broker_port)
 
@@ -151,43 +186,126 @@ class BrokerTransport:
             self._own_mids.discard(mid)
             return
         with self._lock:
-            fut = self._pending.pop(mid, None)
-            if fut is None:
-                self._early_acks.add(mid)
-                return
-        failed = reason_code.is_failure
-        self.loop.call_soon_threadsafe(
-            _settle, fut, PublishError(f"MQTT broker refused: {reason_code}") if failed else None
-        )
+            republished = mid in self._republished
+            self._republished.discard(mid)
+            late = not republished and mid in self._abandoned
+            self._abandoned.discard(mid)  # a late PUBACK: its request was already answered 503
+            fut = None if republished or late else self._pending.pop(mid, None)
+            if fut is None and not (republished or late) and self._registering:
+                self._early_acks[mid] = reason_code
+        if republished and reason_code.is_failure:
+            self._refusals.error(f"MQTT broker refused a republished key: {reason_code}")
+        if fut is not None:
+            self.loop.call_soon_threadsafe(_settle, fut, _refusal(reason_code))
 
     def _fail_pending(self, why: str) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._abandoned.update(pending)  # paho may re-send them after reconnecting
+            self._abandoned.update(self._republished)  # the next connect republishes them anyway
+            self._republished.clear()
             self._early_acks.clear()
         for fut in pending.values():
             self.loop.call_soon_threadsafe(_settle, fut, PublishError(why))
 
     # --- asyncio side -----------------------------------------------------------
 
+    def _send(self, topic: str, payload: str, qos: int):
+        """client.publish(), and the PUBACK if it came before this returned (else None)."""
+        with self._lock:
+            self._registering = True
+        try:
+            info = self.client.publish(topic, payload, qos=qos)
+        finally:
+            with self._lock:
+                self._registering = False
+                parked, self._early_acks = self._early_acks, {}
+        return info, parked.get(info.mid)
+
+    async def _republish(self, connect: int) -> None:
+        """Send every buffered key again (mosquitto may have lost them); nobody waits for these.
+
+        In chunks, so requests are served meanwhile (100,000 keys took 1.8 s in one piece).
+        """
+        entries = self.buffer.touch_all()
+        for start in range(0, len(entries), REPUBLISH_CHUNK):
+            if not self.connected or connect != self._connects:
+                return  # the next connect republishes everything anyway
+            for topic, key in entries[start : start + REPUBLISH_CHUNK]:
+                info, early = self._send(topic, key, protocol.QOS_KEY)
+                with self._lock:
+                    self._abandoned.discard(info.mid)
+                    if early is None:
+                        self._republished.add(info.mid)
+            await asyncio.sleep(0)
+        log.info("republished %d buffered key(s) after connecting to %s", len(entries), self.where)
+
     async def publish(self, topic: str, payload: str, qos: int, timeout: float) -> None:
         """Return once mosquitto acknowledged; raise PublishError otherwise."""
         if not self.connected:
             raise PublishError(f"MQTT broker unreachable ({self.last_error or 'not connected'})")
-        info = self.client.publish(topic, payload, qos=qos)
+        info, early = self._send(topic, payload, qos)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise PublishError(f"MQTT publish failed: {paho.error_string(info.rc)}")
+        stored = self.buffer.add(topic, payload) if self.buffer is not None else None  # written meanwhile
         fut = self.loop.create_future()
         with self._lock:
-            if info.mid in self._early_acks:
-                self._early_acks.discard(info.mid)
-                return
-            self._pending[info.mid] = fut
+            self._abandoned.discard(info.mid)  # reused: from now on its PUBACK is this key's
+            if early is None:
+                self._pending[info.mid] = fut
+        if early is not None:
+            _settle(fut, _refusal(early))
         try:
             await asyncio.wait_for(fut, timeout)
+        except PublishRefused as exc:
+            why = f"MQTT broker refused the key on {topic}: {exc.reason_code}"
+            self._refusals.error(f"{why}; answering 503 (check the ACL of MQTT user {self.cfg.username!r})")
+            raise PublishError(why) from None
         except TimeoutError:
-            with self._lock:
-                self._pending.pop(info.mid, None)
             raise PublishError(f"MQTT broker did not acknowledge within {timeout:g}s") from None
+        finally:
+            with self._lock:
+                if self._pending.pop(info.mid, None) is not None:
+                    self._abandoned.add(info.mid)  # given up (timeout, cancelled): its PUBACK is late
+        if stored is not None:
+            try:
+                await stored  # 200 means: mosquitto has it and so does our disk
+            except KeyBufferError as exc:
+                self._refusals.error(f"{exc}; answering 503")
+                raise PublishError(f"key not kept on disk: {exc}") from None
+
+
+def _log_republish_failure(republish) -> None:
+    if not republish.cancelled() and (exc := republish.exception()) is not None:
+        log.error("republishing the key buffer failed: %r (the next connect tries again)", exc)
+
+
+def _refusal(reason_code) -> PublishError | None:
+    """None for a successful PUBACK (MQTT 5 reason code < 128), else the error to raise."""
+    return PublishRefused(reason_code) if getattr(reason_code, "is_failure", False) else None
+
+
+class _RateLimitedLog:
+    """Log an error line at most once per `interval` seconds per text, saying how many were held back.
+
+    A refusing ACL refuses every key: one line per request would flood the log.
+    """
+
+    def __init__(self, interval: float = 60.0):
+        self.interval = interval
+        self._last: dict[str, tuple[float, int]] = {}  # text -> (logged at, held back since)
+
+    def error(self, text: str) -> None:
+        now = time.monotonic()
+        logged_at, held = self._last.get(text, (float("-inf"), 0))
+        if now - logged_at < self.interval:
+            self._last[text] = (logged_at, held + 1)
+            return
+        more = f" ({held} more like it held back)" if held else ""
+        log.error("%s%s", text, more)
+        if len(self._last) > 1000:  # texts carry domains: keep the table small
+            self._last.clear()
+        self._last[text] = (now, 0)
 
 
 def _settle(fut: asyncio.Future, error: Exception | None) -> None:
