@@ -154,6 +154,20 @@ async def test_bad_input_is_a_4xx_json_error(api, transport, path, raw, status, 
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "key", ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "X5yVvKNQjCSx0LFVnIPvWwREXMRYHI6G2CJO3dCfEVc="]
+)
+@pytest.mark.parametrize("path", [V1, V2])
+async def test_low_order_key_is_400_and_never_published(api, transport, path, key):
+    # all-zero and an order-8 point: every shared secret with them is zero
+    client, _app = await api()
+    resp = await client.post(path, data=body("ffmuc_welt", key))
+    assert resp.status == 400
+    assert "low-order" in (await resp.json())["error"]["message"]
+    assert transport.published == []
+
+
+@pytest.mark.asyncio
 async def test_huge_body_413_by_length_and_while_streaming(api, transport):
     client, _app = await api()
     resp = await client.post(V1, data=b"{" + b" " * 5000 + b"}")
