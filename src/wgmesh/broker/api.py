@@ -105,6 +105,8 @@ def parse_exchange_body(body: bytes, cfg: Config) -> tuple[str, str]:
     domain = data.get("domain")
     if key is None:
         raise ApiError(400, "public_key is missing")
+    if isinstance(key, str) and protocol.is_low_order_key(key):
+        raise ApiError(400, f"public_key {key!r} is a low-order Curve25519 point; no handshake can succeed with it")
     if not isinstance(key, str) or not protocol.is_valid_key(key):
         shown = key[:60] if isinstance(key, str) else type(key).__name__
         raise ApiError(400, f"public_key {shown!r} is not a WireGuard public key (44 characters of base64)")
