@@ -39,13 +39,19 @@ async def start_sites(runner: web.AppRunner, host: str, port: int) -> list[web.T
     return sites
 
 
+async def make_runner(app: web.Application) -> web.AppRunner:
+    """The HTTP server as the broker runs it (also what the HTTP fault tests start)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    return runner
+
+
 async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     registry = Registry(cfg.weight_of)
     transport = BrokerTransport(cfg.mqtt, loop, registry.handle)
     app = make_app(cfg, transport, registry)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    runner = await make_runner(app)
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
