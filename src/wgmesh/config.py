@@ -78,6 +78,13 @@ class BrokerConfig:
     # Peers whose X-Forwarded-For we believe (a reverse proxy in front of us).
     # Empty: the TCP peer address is the client, the header is ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Slow clients (docs/broker.md, "Slow and bad clients"): seconds to send the
+    # headers, the body, and idle time between keep-alive requests.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
+    # Open HTTP connections at most; None: derived from RLIMIT_NOFILE at start.
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +334,10 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
         blocklist=_key_lists(r, b, "blocklist", domains),
         allowlist=_key_lists(r, b, "allowlist", domains),
         trusted_proxies=proxies,
+        header_timeout=r.number(b, "broker.header_timeout", BrokerConfig.header_timeout),
+        body_timeout=r.number(b, "broker.body_timeout", BrokerConfig.body_timeout),
+        keepalive_timeout=r.number(b, "broker.keepalive_timeout", BrokerConfig.keepalive_timeout),
+        max_connections=None if b.get("max_connections") is None else r.int_(b, "broker.max_connections", 0, 1),
     )
 
 

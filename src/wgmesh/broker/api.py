@@ -7,11 +7,13 @@ Bad input is a 4xx that says what is wrong; 503 means "not stored, retry".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
 from wgmesh import protocol
 from wgmesh.broker.abuse import ClientAddress, KeyLists, RateLimiter, bucket_of, retry_after_header
@@ -37,14 +39,16 @@ ENDPOINT_NAMES = {
     "/health": "health",
     "/metrics": "metrics",
 }
+CLIENT_CLOSED = "499"  # nginx's status for "the client closed the connection before the answer"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, close: bool = False):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.close = close  # the request was not read to its end: do not reuse the connection
 
 
 def error_response(status: int, message: str, headers=None) -> web.Response:
@@ -58,6 +62,15 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
     except ApiError as exc:
         response = error_response(exc.status, exc.message, exc.headers)
+        if exc.close:
+            response.force_close()
+    except ConnectionResetError:
+        # The client went away mid-request: nobody to answer, nothing wrong here.
+        log.debug("client %s closed the connection during %s %s", request.remote, request.method, request.path)
+        request.app[METRICS].requests.labels(endpoint, CLIENT_CLOSED).inc()
+        response = error_response(400, "request incomplete: the client closed the connection")
+        response.force_close()
+        return response  # aiohttp drops it quietly: the transport is gone
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -88,7 +101,11 @@ async def read_exchange_request(request: web.Request) -> tuple[str, str]:
     limit = cfg.broker.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")
-    body = await request.read()  # the app's client_max_size stops chunked bodies at the limit
+    try:
+        async with asyncio.timeout(cfg.broker.body_timeout):
+            body = await request.read()  # the app's client_max_size stops chunked bodies at the limit
+    except TimeoutError:
+        raise ApiError(408, f"request body not complete within {cfg.broker.body_timeout:g}s", close=True) from None
     return parse_exchange_body(body, cfg)
 
 
@@ -97,8 +114,10 @@ def parse_exchange_body(body: bytes, cfg: Config) -> tuple[str, str]:
         raise ApiError(400, 'request body is empty; expected JSON {"domain": ..., "public_key": ...}')
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
+        raise ApiError(400, f"request body is not valid JSON: {str(exc)[:120]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, 'request body must be a JSON object {"domain": ..., "public_key": ...}')
     key = data.get("public_key")
@@ -178,6 +197,19 @@ async def exchange_v2(request: web.Request) -> web.Response:
     return web.json_response({"Endpoint": endpoint.as_json()})
 
 
+async def expect_continue_only(request: web.Request) -> web.Response | None:
+    """Expect: 100-continue as aiohttp does; anything else a JSON 417 (aiohttp echoes it as text)."""
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        request.app[METRICS].requests.labels(ENDPOINT_NAMES.get(request.path, "other"), "417").inc()
+        response = error_response(417, "unsupported Expect header; only 100-continue is known")
+        response.force_close()
+        return response
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's own handler: the answer has not started yet
+    return None
+
+
 async def health(request: web.Request) -> web.Response:
     transport = request.app[TRANSPORT]
     if transport.connected and transport.synced:
@@ -211,8 +243,8 @@ def make_app(cfg: Config, transport, registry: Registry | None = None) -> web.Ap
     app[LIMITER] = RateLimiter(cfg.broker.rate_limit)
     app[KEYLISTS] = KeyLists(cfg.broker)
     app[CLIENTS] = ClientAddress(cfg.broker.trusted_proxies)
-    app.router.add_post(protocol.PATH_V1_EXCHANGE, exchange_v1)
-    app.router.add_post(protocol.PATH_V2_EXCHANGE, exchange_v2)
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_post(protocol.PATH_V1_EXCHANGE, exchange_v1, expect_handler=expect_continue_only)
+    app.router.add_post(protocol.PATH_V2_EXCHANGE, exchange_v2, expect_handler=expect_continue_only)
+    app.router.add_get("/health", health, expect_handler=expect_continue_only)
+    app.router.add_get("/metrics", metrics, expect_handler=expect_continue_only)
     return app
