@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from wgmesh import derive, protocol
+from wgmesh import derive, logfilter, protocol
 
 ENV_CONFIG_FILE = "WGKEX_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "/etc/wgkex.yaml"
@@ -465,5 +465,6 @@ def setup_logging(cfg: Config, level: int = logging.INFO) -> None:
             raise SystemExit(2) from None
     else:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logfilter.install()
     for warning in cfg.warnings:
         log.warning("%s", warning)

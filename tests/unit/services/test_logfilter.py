@@ -53,6 +53,7 @@ def test_setup_logging_rate_limits_every_handler(config_factory, capsys, root_lo
     cfg = config_factory(
         logging_config={
             "version": 1,
+            "disable_existing_loggers": False,
             "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
             "root": {"handlers": ["stderr"], "level": "INFO"},
         }
