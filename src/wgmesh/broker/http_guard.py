@@ -33,17 +33,25 @@ log = logging.getLogger(__name__)
 
 FD_RESERVE_MIN = 64  # MQTT, logs, listening sockets, the journal of a co-hosted worker
 MAX_CONNECTIONS_CAP = 16384  # beyond this the limit protects nothing; memory does
+MAX_BACKLOG = 1024  # nodes re-register in bursts when a gateway fails
 BUSY_RETRY_AFTER_S = 5
 
 
-def default_max_connections(fd_limit: int | None = None) -> int:
-    """Connections that fit under RLIMIT_NOFILE with room for everything else the broker opens."""
-    if fd_limit is None:
-        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if fd_limit == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS_CAP
-    reserve = max(FD_RESERVE_MIN, fd_limit // 8)
-    return max(8, min(MAX_CONNECTIONS_CAP, fd_limit - reserve))
+def fd_limit() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return MAX_CONNECTIONS_CAP * 4 if soft == resource.RLIM_INFINITY else soft
+
+
+def listen_backlog(fds: int | None = None) -> int:
+    """Accept queue length. asyncio accepts up to this many sockets in one go, before
+    any connection_made() can close one, so it must fit under the fd limit too."""
+    return max(16, min(MAX_BACKLOG, (fds or fd_limit()) // 8))
+
+
+def default_max_connections(fds: int | None = None) -> int:
+    """Connections that fit under RLIMIT_NOFILE next to one accept burst and everything else."""
+    fds = fds or fd_limit()
+    return max(8, min(MAX_CONNECTIONS_CAP, fds - FD_RESERVE_MIN - listen_backlog(fds)))
 
 
 def _busy_answer() -> bytes:

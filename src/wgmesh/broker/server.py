@@ -9,13 +9,12 @@ import signal
 from aiohttp import web
 
 from wgmesh.broker.api import CONFIG, METRICS, make_app
-from wgmesh.broker.http_guard import ConnectionGuard, GuardedAppRunner, GuardedSite
+from wgmesh.broker.http_guard import ConnectionGuard, GuardedAppRunner, GuardedSite, listen_backlog
 from wgmesh.broker.registry import Registry
 from wgmesh.broker.transport import BrokerTransport
 from wgmesh.config import Config
 
 log = logging.getLogger(__name__)
-BACKLOG = 1024  # nodes re-register in bursts when a gateway fails
 
 
 def listen_hosts(host: str) -> list[str]:
@@ -27,7 +26,7 @@ def listen_hosts(host: str) -> list[str]:
 async def start_sites(runner: GuardedAppRunner, host: str, port: int) -> list[GuardedSite]:
     sites = []
     for h in listen_hosts(host):
-        site = GuardedSite(runner, h, port, backlog=BACKLOG)
+        site = GuardedSite(runner, h, port, backlog=listen_backlog())
         try:
             await site.start()
         except OSError as exc:
@@ -55,8 +54,9 @@ async def make_runner(app: web.Application) -> GuardedAppRunner:
     )
     await runner.setup()
     log.info(
-        "HTTP limits: %d connections, headers within %gs, body within %gs, keep-alive %gs",
+        "HTTP limits: %d connections (accept queue %d), headers within %gs, body within %gs, keep-alive %gs",
         guard.max_connections,
+        listen_backlog(),
         cfg.header_timeout,
         cfg.body_timeout,
         cfg.keepalive_timeout,

@@ -18,7 +18,7 @@ import socket
 import pytest
 import pytest_asyncio
 
-from wgmesh.broker import server
+from wgmesh.broker import http_guard, server
 from wgmesh.broker.api import make_app
 
 V1 = "/api/v1/wg/key/exchange"
@@ -265,3 +265,10 @@ async def test_a_real_post_gets_through_when_slow_clients_fill_the_limit(broker_
         for _r, writer in conns:
             writer.close()
     assert_logged_quietly(caplog)
+
+
+@pytest.mark.parametrize("fds", [256, 1024, 4096, 20000, 1 << 20])
+def test_default_limits_leave_room_for_one_accept_burst(fds):
+    burst, conns = http_guard.listen_backlog(fds), http_guard.default_max_connections(fds)
+    assert conns + burst + http_guard.FD_RESERVE_MIN <= fds
+    assert conns >= fds // 2 or conns == http_guard.MAX_CONNECTIONS_CAP
