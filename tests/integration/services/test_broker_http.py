@@ -426,3 +426,13 @@ def closed_by_peer(conn: socket.socket, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def test_behind_nginx_on_the_same_host_the_mesh_is_not_one_client(mosquitto, broker_factory):
+    # wgkex's config as is (no trusted_proxies), default rate limit, every node via 127.0.0.1.
+    broker = broker_factory(mosquitto, broker={"rate_limit": {"per_client_per_minute": 30, "burst": 10}})
+    broker.wait_healthy()
+    for node in range(25):
+        status, data = exchange(broker, V1, "ffmuc_welt", new_key(), {"X-Forwarded-For": f"198.51.100.{node}"})
+        assert status == 200, data
+    assert broker.log().count("broker.trusted_proxies") == 1
