@@ -18,9 +18,10 @@ import logging
 import logging.config
 import os
 import socket
+import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -414,7 +415,7 @@ def parse_config(data: Any, path: str = "<string>") -> Config:
     external = data.get("externalName")
     if external is not None and (not isinstance(external, str) or not external):
         raise r.fail("externalName", "must be a non-empty string (the gateway's public name)", external)
-    return Config(
+    cfg = Config(
         path=path,
         domains=domains,
         domain_prefixes=prefixes,
@@ -428,12 +429,44 @@ def parse_config(data: Any, path: str = "<string>") -> Config:
         logging_config=logging_config,
         warnings=tuple(r.warnings),
     )
+    return replace(cfg, warnings=cfg.warnings + _proxy_warnings(cfg))
+
+
+def _proxy_warnings(cfg: Config) -> tuple[str, ...]:
+    """Listening on loopback means a reverse proxy in front; without it in trusted_proxies the
+    broker cannot tell nodes apart and does not rate-limit them (docs/broker.md, behind a proxy)."""
+    host = cfg.broker_listen.host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback or not cfg.broker.rate_limit.enabled:
+        return ()
+    proxies = [ipaddress.ip_network(p, strict=False) for p in cfg.broker.trusted_proxies]
+    peers = ("127.0.0.1", "::1") if host == "localhost" else (host,)  # where the proxy connects from
+    if all(any(ipaddress.ip_address(peer) in net for net in proxies) for peer in peers):
+        return ()
+    return (
+        f"config {cfg.path}: broker_listen.host {host} is a loopback address, so nodes come through a "
+        "reverse proxy, and every node arrives from the proxy's address: the per-client rate limit is off "
+        'for them until you list the proxy in broker.trusted_proxies (e.g. [127.0.0.1, "::1"])',
+    )
+
+
+def _readable_secret_warning(path: str, mode: int, cfg: Config) -> tuple[str, ...]:
+    if cfg.mqtt.password is None or not mode & 0o077:
+        return ()
+    return (
+        f"config {path}: holds mqtt.password but its mode is {stat.S_IMODE(mode):04o}, readable beyond its "
+        f"owner; chmod 600 {path}",
+    )
 
 
 def load_config(path: str | None = None) -> Config:
     path = config_path(path)
     try:
         with open(path, encoding="utf-8") as fh:
+            mode = os.fstat(fh.fileno()).st_mode  # of the file read, not of whatever the path names later
             data = yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
@@ -442,7 +475,8 @@ def load_config(path: str | None = None) -> Config:
         at = f" at line {where.line + 1} column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"config {path}: not valid YAML{at}: {problem}") from None
-    return parse_config(data, path)
+    cfg = parse_config(data, path)
+    return replace(cfg, warnings=cfg.warnings + _readable_secret_warning(path, mode, cfg))
 
 
 def load_or_exit(path: str | None = None) -> Config:

@@ -32,6 +32,7 @@ METRICS = web.AppKey("metrics", BrokerMetrics)
 LIMITER = web.AppKey("limiter", RateLimiter)
 KEYLISTS = web.AppKey("keylists", KeyLists)
 CLIENTS = web.AppKey("clients", ClientAddress)
+WARNED_LOOPBACK = web.AppKey("warned_loopback", list)  # non-empty once the loopback warning is out
 
 ENDPOINT_NAMES = {
     protocol.PATH_V1_EXCHANGE: "v1",
@@ -140,7 +141,17 @@ def parse_exchange_body(body: bytes, cfg: Config) -> tuple[str, str]:
 
 
 def check_client(request: web.Request) -> None:
-    client = request.app[CLIENTS].of(request.remote, request.headers.get("X-Forwarded-For"))
+    clients = request.app[CLIENTS]
+    if clients.unlimited(request.remote):
+        if request.app[LIMITER].enabled and not request.app[WARNED_LOOPBACK]:
+            request.app[WARNED_LOOPBACK].append(request.remote)
+            log.warning(
+                "requests arrive from %s, a loopback address: likely every node behind a reverse proxy, so "
+                "they are not rate-limited per client until the proxy is listed in broker.trusted_proxies",
+                request.remote,
+            )
+        return
+    client = clients.of(request.remote, request.headers.get("X-Forwarded-For"))
     wait = request.app[LIMITER].check(bucket_of(client))
     if wait > 0:
         raise ApiError(
@@ -243,6 +254,7 @@ def make_app(cfg: Config, transport, registry: Registry | None = None) -> web.Ap
     app[LIMITER] = RateLimiter(cfg.broker.rate_limit)
     app[KEYLISTS] = KeyLists(cfg.broker)
     app[CLIENTS] = ClientAddress(cfg.broker.trusted_proxies)
+    app[WARNED_LOOPBACK] = []
     app.router.add_post(protocol.PATH_V1_EXCHANGE, exchange_v1, expect_handler=expect_continue_only)
     app.router.add_post(protocol.PATH_V2_EXCHANGE, exchange_v2, expect_handler=expect_continue_only)
     app.router.add_get("/health", health, expect_handler=expect_continue_only)
