@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 FD_RESERVE_MIN = 64  # MQTT, logs, listening sockets, the journal of a co-hosted worker
 MAX_CONNECTIONS_CAP = 16384  # beyond this the limit protects nothing; memory does
 MAX_BACKLOG = 1024  # nodes re-register in bursts when a gateway fails
+ACCEPT_BURSTS_IN_FLIGHT = 3
 BUSY_RETRY_AFTER_S = 5
 
 
@@ -43,15 +44,19 @@ def fd_limit() -> int:
 
 
 def listen_backlog(fds: int | None = None) -> int:
-    """Accept queue length. asyncio accepts up to this many sockets in one go, before
-    any connection_made() can close one, so it must fit under the fd limit too."""
-    return max(16, min(MAX_BACKLOG, (fds or fd_limit()) // 8))
+    """Accept queue length; asyncio also accepts up to this many sockets per readiness event."""
+    return max(16, min(MAX_BACKLOG, (fds or fd_limit()) // 16))
 
 
 def default_max_connections(fds: int | None = None) -> int:
-    """Connections that fit under RLIMIT_NOFILE next to one accept burst and everything else."""
+    """Connections that fit under RLIMIT_NOFILE next to the accept bursts and everything else.
+
+    An evicted connection's descriptor is closed two loop iterations after the
+    newcomer's connection_made, and asyncio accepts a burst in each iteration,
+    so up to three bursts are open beyond the limit at once.
+    """
     fds = fds or fd_limit()
-    return max(8, min(MAX_CONNECTIONS_CAP, fds - FD_RESERVE_MIN - listen_backlog(fds)))
+    return max(8, min(MAX_CONNECTIONS_CAP, fds - FD_RESERVE_MIN - ACCEPT_BURSTS_IN_FLIGHT * listen_backlog(fds)))
 
 
 def _busy_answer() -> bytes:
