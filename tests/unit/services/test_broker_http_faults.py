@@ -158,6 +158,22 @@ async def test_unknown_expect_is_a_json_417(broker_http, transport, caplog):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/nowhere", "/api/v3/wg/key/exchange"])
+async def test_unknown_expect_on_an_unknown_path_is_json_too(broker_http, caplog, path):
+    # aiohttp answers these before any route or middleware of ours runs.
+    caplog.set_level(logging.DEBUG)
+    port = await broker_http()
+    head = f"POST {path} HTTP/1.1\r\nHost: b\r\nExpect: bogus-SECRET-MARKER\r\nConnection: close\r\n"
+    raw = await exchange_raw(port, head.encode() + b"Content-Length: 2\r\n\r\n{}")
+    assert b"SECRET-MARKER" not in raw
+    status, ctype, data = parse(raw)
+    assert (status, ctype) == (417, "application/json")
+    assert data["error"]["message"]
+    assert_logged_quietly(caplog)
+    assert (await requests_by_status(port)).get("417") == 1
+
+
+@pytest.mark.asyncio
 async def test_expect_100_continue_still_works(broker_http, transport):
     port = await broker_http()
     body = json.dumps({"domain": "ffmuc_welt", "public_key": KEY}).encode()
