@@ -11,9 +11,9 @@ import asyncio
 import json
 import logging
 import time
+from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.http import HttpVersion11
 
 from wgmesh import protocol
 from wgmesh.broker.abuse import ClientAddress, KeyLists, RateLimiter, bucket_of, retry_after_header
@@ -208,17 +208,23 @@ async def exchange_v2(request: web.Request) -> web.Response:
     return web.json_response({"Endpoint": endpoint.as_json()})
 
 
-async def expect_continue_only(request: web.Request) -> web.Response | None:
-    """Expect: 100-continue as aiohttp does; anything else a JSON 417 (aiohttp echoes it as text)."""
-    if request.headers.get("Expect", "").lower() != "100-continue":
-        request.app[METRICS].requests.labels(ENDPOINT_NAMES.get(request.path, "other"), "417").inc()
-        response = error_response(417, "unsupported Expect header; only 100-continue is known")
-        response.force_close()
-        return response
-    if request.version == HttpVersion11:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # as aiohttp's own handler: the answer has not started yet
-    return None
+async def json_for_early_errors(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp answers a few errors before any middleware runs, as text that echoes the request
+    (an unknown Expect value: "Unknown Expect: ..."); make them our JSON shape and count them."""
+    if response.status < 400 or not isinstance(response, web.Response):
+        return
+    if response.content_type == "application/json":
+        return  # ours, counted by the middleware
+    message = EARLY_ERRORS.get(response.status, HTTPStatus(response.status).phrase)
+    body = json.dumps({"error": {"message": message}}).encode()
+    # The headers are computed by now (aiohttp calls this hook just before sending them).
+    response.body = body
+    response.headers["Content-Type"] = "application/json; charset=utf-8"
+    response.headers["Content-Length"] = str(len(body))
+    request.app[METRICS].requests.labels(ENDPOINT_NAMES.get(request.path, "other"), str(response.status)).inc()
+
+
+EARLY_ERRORS = {417: "unsupported Expect header; only 100-continue is known"}
 
 
 async def health(request: web.Request) -> web.Response:
@@ -255,8 +261,9 @@ def make_app(cfg: Config, transport, registry: Registry | None = None) -> web.Ap
     app[KEYLISTS] = KeyLists(cfg.broker)
     app[CLIENTS] = ClientAddress(cfg.broker.trusted_proxies)
     app[WARNED_LOOPBACK] = []
-    app.router.add_post(protocol.PATH_V1_EXCHANGE, exchange_v1, expect_handler=expect_continue_only)
-    app.router.add_post(protocol.PATH_V2_EXCHANGE, exchange_v2, expect_handler=expect_continue_only)
-    app.router.add_get("/health", health, expect_handler=expect_continue_only)
-    app.router.add_get("/metrics", metrics, expect_handler=expect_continue_only)
+    app.on_response_prepare.append(json_for_early_errors)
+    app.router.add_post(protocol.PATH_V1_EXCHANGE, exchange_v1)
+    app.router.add_post(protocol.PATH_V2_EXCHANGE, exchange_v2)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     return app
