@@ -241,7 +241,7 @@ SLOW = {
 async def test_slow_clients_are_closed_by_the_timeouts(broker_http, caplog, kind):
     caplog.set_level(logging.DEBUG)
     port = await broker_http(header_timeout=0.5, body_timeout=0.5, keepalive_timeout=0.5)
-    conns = [await open_slow(port, SLOW[kind]) for _ in range(20)]
+    conns = [await open_slow(port, SLOW[kind]) for _conn in range(20)]
     try:
         closed = await asyncio.gather(*(closed_by_server(reader) for reader, _w in conns))
         assert all(closed)
@@ -269,7 +269,7 @@ async def test_a_real_post_gets_through_when_slow_clients_fill_the_limit(broker_
     caplog.set_level(logging.DEBUG)
     # Timeouts far away: only the connection limit can make room here.
     port = await broker_http(max_connections=20, header_timeout=600, body_timeout=600, keepalive_timeout=600)
-    conns = [await open_slow(port, SLOW[kind]) for kind in sorted(SLOW) for _ in range(15)]
+    conns = [await open_slow(port, SLOW[kind]) for kind in sorted(SLOW) for _conn in range(15)]
     try:
         body = json.dumps({"domain": "ffmuc_welt", "public_key": KEY}).encode()
         status, _ctype, data = parse(await exchange_raw(port, post(body)))

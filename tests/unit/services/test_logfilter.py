@@ -59,7 +59,7 @@ def test_setup_logging_rate_limits_every_handler(config_factory, capsys, root_lo
         }
     )
     setup_logging(cfg)
-    for _ in range(1000):
+    for _line in range(1000):
         logging.getLogger("asyncio").error("socket.accept() out of system resource\nsocket: %s", "<sock>")
     lines = [line for line in capsys.readouterr().err.splitlines() if "socket.accept()" in line]
     assert 1 <= len(lines) <= 10

@@ -115,7 +115,7 @@ def test_each_low_order_key_gives_a_zero_shared_secret_and_is_refused(key):
 
 
 def test_ordinary_keys_stay_valid():
-    for _ in range(20):
+    for _key in range(20):
         key = x25519.X25519PrivateKey.generate().public_key().public_bytes_raw()
         assert not shared_secret_is_zero(key)
         assert protocol.is_valid_key(base64.b64encode(key).decode())
