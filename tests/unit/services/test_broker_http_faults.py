@@ -143,6 +143,19 @@ async def test_framing_errors_are_json_4xx_that_echo_nothing(broker_http, caplog
 
 
 @pytest.mark.asyncio
+async def test_undecodable_body_is_a_json_400(broker_http, transport, caplog):
+    # Framing is fine, but the body claims an encoding it does not have.
+    caplog.set_level(logging.DEBUG)
+    port = await broker_http()
+    status, ctype, data = parse(await exchange_raw(port, post(b"not gzip at all", "Content-Encoding: gzip\r\n")))
+    assert (status, ctype) == (400, "application/json")
+    assert "cannot be decoded" in data["error"]["message"]
+    assert transport.published == []
+    assert_logged_quietly(caplog)
+    assert (await requests_by_status(port)).get("500") is None
+
+
+@pytest.mark.asyncio
 async def test_unknown_expect_is_a_json_417(broker_http, transport, caplog):
     caplog.set_level(logging.DEBUG)
     port = await broker_http()
