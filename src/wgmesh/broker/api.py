@@ -107,6 +107,9 @@ async def read_exchange_request(request: web.Request) -> tuple[str, str]:
             body = await request.read()  # the app's client_max_size stops chunked bodies at the limit
     except TimeoutError:
         raise ApiError(408, f"request body not complete within {cfg.broker.body_timeout:g}s", close=True) from None
+    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a body that is not
+        why = str(exc.__cause__ or exc).strip().splitlines()[-1][:120]
+        raise ApiError(400, f"request body cannot be decoded: {why}", close=True) from None
     return parse_exchange_body(body, cfg)
 
 

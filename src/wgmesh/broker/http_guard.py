@@ -160,6 +160,14 @@ class GuardedRequestHandler(web.RequestHandler):
         self.guard.closed(self)
         self.force_close()
 
+    def log_exception(self, *args, **kwargs) -> None:
+        # After answering 400 for an undecodable body, aiohttp's lingering read of the rest
+        # of it meets the same error again and would log it as "Unhandled exception".
+        if isinstance(kwargs.get("exc_info"), web.RequestPayloadError):
+            log.debug("dropping the rest of an undecodable request body")
+            return
+        super().log_exception(*args, **kwargs)
+
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message=None):
         """aiohttp's unparseable requests: JSON, nothing of the request echoed, no traceback."""
         if status >= 500:
