@@ -1,7 +1,9 @@
 """The HTTP API Gluon nodes talk to (wgkex-compatible, DESIGN.md section 2).
 
 Every answer is JSON, errors as {"error": {"message": "..."}}: the middleware
-turns aiohttp's own 404/405/413 and any unexpected exception into that shape.
+turns aiohttp's own 404/405/413 and any unexpected exception into that shape,
+and json_for_early_errors the few errors aiohttp answers before it runs
+(unparseable requests: broker/http_guard.py).
 Bad input is a 4xx that says what is wrong; 503 means "not stored, retry".
 """
 
