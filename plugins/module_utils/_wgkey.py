@@ -29,8 +29,10 @@ KEY_RE = re.compile(r"\A[A-Za-z0-9+/]{42}[AEIMQUYcgkosw480]=\Z")
 
 # Points of small order on Curve25519 and its twist (u = 0, 1, -1 and the two u of
 # order 8), as 32-byte little-endian base64, with the non-canonical forms u + p
-# that still fit below 2^255. Every secret shared with such a "public key" is all
-# zeros, so no node can own one: they are refused wherever a peer key goes in.
+# that still fit below 2^255, and all seven again with bit 255 set (X25519 masks
+# that bit, so they are the same points). Every secret shared with such a "public
+# key" is all zeros, so no node can own one: they are refused wherever a peer key
+# goes in.
 LOW_ORDER_KEYS = frozenset(
     (
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",  # u = 0
@@ -40,6 +42,13 @@ LOW_ORDER_KEYS = frozenset(
         "7P///////////////////////////////////////38=",  # u = p - 1
         "7f///////////////////////////////////////38=",  # u = p (0 again)
         "7v///////////////////////////////////////38=",  # u = p + 1 (1 again)
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA=",  # the same seven with bit 255 set
+        "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA=",
+        "4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuIA=",
+        "X5yVvKNQjCSx0LFVnIPvWwREXMRYHI6G2CJO3dCfEdc=",
+        "7P////////////////////////////////////////8=",
+        "7f////////////////////////////////////////8=",
+        "7v////////////////////////////////////////8=",
     )
 )
 

@@ -18,14 +18,15 @@ import logging
 import logging.config
 import os
 import socket
+import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 
-from wgmesh import derive, protocol
+from wgmesh import derive, logfilter, protocol
 
 ENV_CONFIG_FILE = "WGKEX_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "/etc/wgkex.yaml"
@@ -87,6 +88,13 @@ class BrokerConfig:
     key_buffer: str | None = None
     key_buffer_retention: int = 3600  # > mosquitto's autosave_interval (Debian: 1800 s)
     key_buffer_max_keys: int = 100_000
+    # Slow clients (docs/broker.md, "Slow and bad clients"): seconds to send the
+    # headers, the body, and idle time between keep-alive requests.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
+    # Open HTTP connections at most; None: derived from RLIMIT_NOFILE at start.
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -357,6 +365,10 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
         key_buffer=r.str_(b, "broker.key_buffer", None),
         key_buffer_retention=r.int_(b, "broker.key_buffer_retention", BrokerConfig.key_buffer_retention, 1),
         key_buffer_max_keys=r.int_(b, "broker.key_buffer_max_keys", BrokerConfig.key_buffer_max_keys, 1),
+        header_timeout=r.number(b, "broker.header_timeout", BrokerConfig.header_timeout),
+        body_timeout=r.number(b, "broker.body_timeout", BrokerConfig.body_timeout),
+        keepalive_timeout=r.number(b, "broker.keepalive_timeout", BrokerConfig.keepalive_timeout),
+        max_connections=None if b.get("max_connections") is None else r.int_(b, "broker.max_connections", 0, 1),
     )
     if cfg.key_buffer and cfg.key_buffer_retention < MOSQUITTO_AUTOSAVE_S:
         r.warnings.append(
@@ -439,7 +451,7 @@ def parse_config(data: Any, path: str = "<string>") -> Config:
     external = data.get("externalName")
     if external is not None and (not isinstance(external, str) or not external):
         raise r.fail("externalName", "must be a non-empty string (the gateway's public name)", external)
-    return Config(
+    cfg = Config(
         path=path,
         domains=domains,
         domain_prefixes=prefixes,
@@ -453,12 +465,44 @@ def parse_config(data: Any, path: str = "<string>") -> Config:
         logging_config=logging_config,
         warnings=tuple(r.warnings),
     )
+    return replace(cfg, warnings=cfg.warnings + _proxy_warnings(cfg))
+
+
+def _proxy_warnings(cfg: Config) -> tuple[str, ...]:
+    """Listening on loopback means a reverse proxy in front; without it in trusted_proxies the
+    broker cannot tell nodes apart and does not rate-limit them (docs/broker.md, behind a proxy)."""
+    host = cfg.broker_listen.host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback or not cfg.broker.rate_limit.enabled:
+        return ()
+    proxies = [ipaddress.ip_network(p, strict=False) for p in cfg.broker.trusted_proxies]
+    peers = ("127.0.0.1", "::1") if host == "localhost" else (host,)  # where the proxy connects from
+    if all(any(ipaddress.ip_address(peer) in net for net in proxies) for peer in peers):
+        return ()
+    return (
+        f"config {cfg.path}: broker_listen.host {host} is a loopback address, so nodes come through a "
+        "reverse proxy, and every node arrives from the proxy's address: the per-client rate limit is off "
+        'for them until you list the proxy in broker.trusted_proxies (e.g. [127.0.0.1, "::1"])',
+    )
+
+
+def _readable_secret_warning(path: str, mode: int, cfg: Config) -> tuple[str, ...]:
+    if cfg.mqtt.password is None or not mode & 0o077:
+        return ()
+    return (
+        f"config {path}: holds mqtt.password but its mode is {stat.S_IMODE(mode):04o}, readable beyond its "
+        f"owner; chmod 600 {path}",
+    )
 
 
 def load_config(path: str | None = None) -> Config:
     path = config_path(path)
     try:
         with open(path, encoding="utf-8") as fh:
+            mode = os.fstat(fh.fileno()).st_mode  # of the file read, not of whatever the path names later
             data = yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
@@ -467,7 +511,8 @@ def load_config(path: str | None = None) -> Config:
         at = f" at line {where.line + 1} column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"config {path}: not valid YAML{at}: {problem}") from None
-    return parse_config(data, path)
+    cfg = parse_config(data, path)
+    return replace(cfg, warnings=cfg.warnings + _readable_secret_warning(path, mode, cfg))
 
 
 def load_or_exit(path: str | None = None) -> Config:
@@ -490,5 +535,6 @@ def setup_logging(cfg: Config, level: int = logging.INFO) -> None:
             raise SystemExit(2) from None
     else:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logfilter.install()
     for warning in cfg.warnings:
         log.warning("%s", warning)

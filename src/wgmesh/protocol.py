@@ -13,6 +13,31 @@ import unicodedata
 # base64 of 32 bytes; the whole string must match (no trailing newline).
 KEY_RE = re.compile(r"\A[A-Za-z0-9+/]{42}[AEIMQUYcgkosw480]=\Z")
 
+# Low-order Curve25519 points: every shared secret with them is zero, so such a
+# "peer" can never complete a handshake (docs/broker.md, "Low-order keys"). The
+# small-order u-coordinates (32 bytes little-endian) are 0 (order 2), 1 and
+# p-1 (order 4, curve and twist) and two points of order 8; p = 2^255 - 19.
+# Also refused: the non-canonical aliases u + p that fit in 255 bits (p and
+# p + 1), and all seven with bit 255 set, which X25519 ignores (RFC 7748).
+LOW_ORDER_KEYS: frozenset[str] = frozenset(
+    (
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",  # 0
+        "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",  # 1
+        "4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuAA=",  # order 8
+        "X5yVvKNQjCSx0LFVnIPvWwREXMRYHI6G2CJO3dCfEVc=",  # order 8
+        "7P///////////////////////////////////////38=",  # p - 1
+        "7f///////////////////////////////////////38=",  # p (= 0)
+        "7v///////////////////////////////////////38=",  # p + 1 (= 1)
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA=",  # the same seven with bit 255 set
+        "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA=",
+        "4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuIA=",
+        "X5yVvKNQjCSx0LFVnIPvWwREXMRYHI6G2CJO3dCfEdc=",
+        "7P////////////////////////////////////////8=",
+        "7f////////////////////////////////////////8=",
+        "7v////////////////////////////////////////8=",
+    )
+)
+
 # --- HTTP (broker) ----------------------------------------------------------
 PATH_V1_EXCHANGE = "/api/v1/wg/key/exchange"
 PATH_V2_EXCHANGE = "/api/v2/wg/key/exchange"
@@ -87,4 +112,9 @@ def split_topic(topic: str) -> list[str]:
 
 
 def is_valid_key(value: str) -> bool:
-    return isinstance(value, str) and KEY_RE.match(value) is not None
+    """A WireGuard public key a peer can handshake with: 44 chars of base64, not low-order."""
+    return isinstance(value, str) and KEY_RE.match(value) is not None and value not in LOW_ORDER_KEYS
+
+
+def is_low_order_key(value: str) -> bool:
+    return value in LOW_ORDER_KEYS

@@ -5,6 +5,10 @@ Client address: the TCP peer, unless that peer is a configured trusted proxy
 not itself a trusted proxy. Without trusted proxies the header is ignored, so
 a client cannot pick its own rate-limit bucket. IPv6 clients share a bucket
 per /64: one host usually holds a whole /64 and could otherwise rotate.
+
+A loopback peer that is not a trusted proxy is not rate-limited at all: it is
+almost always a reverse proxy on the same host (wgkex's setup behind nginx),
+and one bucket for every node behind it would throttle the whole mesh.
 """
 
 from __future__ import annotations
@@ -81,18 +85,26 @@ class KeyLists:
         return None
 
 
+def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    return ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip
+
+
 class ClientAddress:
     def __init__(self, trusted_proxies: tuple[str, ...]):
         self.proxies = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
 
     def _trusted(self, addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.proxies)
+        ip = _ip(addr)
+        return ip is not None and any(ip in net for net in self.proxies)
+
+    def unlimited(self, peer: str | None) -> bool:
+        """True for a loopback peer that is not a trusted proxy: no per-client limit for it."""
+        ip = _ip(peer or "")
+        return ip is not None and ip.is_loopback and not self._trusted(peer or "")
 
     def of(self, peer: str | None, forwarded_for: str | None) -> str:
         peer = peer or "unknown"

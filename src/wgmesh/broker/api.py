@@ -1,15 +1,19 @@
 """The HTTP API Gluon nodes talk to (wgkex-compatible, DESIGN.md section 2).
 
 Every answer is JSON, errors as {"error": {"message": "..."}}: the middleware
-turns aiohttp's own 404/405/413 and any unexpected exception into that shape.
+turns aiohttp's own 404/405/413 and any unexpected exception into that shape,
+and json_for_early_errors the few errors aiohttp answers before it runs
+(unparseable requests: broker/http_guard.py).
 Bad input is a 4xx that says what is wrong; 503 means "not stored, retry".
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from http import HTTPStatus
 
 from aiohttp import web
 
@@ -30,6 +34,7 @@ METRICS = web.AppKey("metrics", BrokerMetrics)
 LIMITER = web.AppKey("limiter", RateLimiter)
 KEYLISTS = web.AppKey("keylists", KeyLists)
 CLIENTS = web.AppKey("clients", ClientAddress)
+WARNED_LOOPBACK = web.AppKey("warned_loopback", list)  # non-empty once the loopback warning is out
 
 ENDPOINT_NAMES = {
     protocol.PATH_V1_EXCHANGE: "v1",
@@ -37,14 +42,16 @@ ENDPOINT_NAMES = {
     "/health": "health",
     "/metrics": "metrics",
 }
+CLIENT_CLOSED = "499"  # nginx's status for "the client closed the connection before the answer"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, close: bool = False):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.close = close  # the request was not read to its end: do not reuse the connection
 
 
 def error_response(status: int, message: str, headers=None) -> web.Response:
@@ -58,6 +65,15 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
     except ApiError as exc:
         response = error_response(exc.status, exc.message, exc.headers)
+        if exc.close:
+            response.force_close()
+    except ConnectionResetError:
+        # The client went away mid-request: nobody to answer, nothing wrong here.
+        log.debug("client %s closed the connection during %s %s", request.remote, request.method, request.path)
+        request.app[METRICS].requests.labels(endpoint, CLIENT_CLOSED).inc()
+        response = error_response(400, "request incomplete: the client closed the connection")
+        response.force_close()
+        return response  # aiohttp drops it quietly: the transport is gone
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -88,7 +104,14 @@ async def read_exchange_request(request: web.Request) -> tuple[str, str]:
     limit = cfg.broker.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")
-    body = await request.read()  # the app's client_max_size stops chunked bodies at the limit
+    try:
+        async with asyncio.timeout(cfg.broker.body_timeout):
+            body = await request.read()  # the app's client_max_size stops chunked bodies at the limit
+    except TimeoutError:
+        raise ApiError(408, f"request body not complete within {cfg.broker.body_timeout:g}s", close=True) from None
+    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a body that is not
+        why = str(exc.__cause__ or exc).strip().splitlines()[-1][:120]
+        raise ApiError(400, f"request body cannot be decoded: {why}", close=True) from None
     return parse_exchange_body(body, cfg)
 
 
@@ -97,14 +120,18 @@ def parse_exchange_body(body: bytes, cfg: Config) -> tuple[str, str]:
         raise ApiError(400, 'request body is empty; expected JSON {"domain": ..., "public_key": ...}')
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
+        raise ApiError(400, f"request body is not valid JSON: {str(exc)[:120]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, 'request body must be a JSON object {"domain": ..., "public_key": ...}')
     key = data.get("public_key")
     domain = data.get("domain")
     if key is None:
         raise ApiError(400, "public_key is missing")
+    if isinstance(key, str) and protocol.is_low_order_key(key):
+        raise ApiError(400, f"public_key {key!r} is a low-order Curve25519 point; no handshake can succeed with it")
     if not isinstance(key, str) or not protocol.is_valid_key(key):
         shown = key[:60] if isinstance(key, str) else type(key).__name__
         raise ApiError(400, f"public_key {shown!r} is not a WireGuard public key (44 characters of base64)")
@@ -119,7 +146,17 @@ def parse_exchange_body(body: bytes, cfg: Config) -> tuple[str, str]:
 
 
 def check_client(request: web.Request) -> None:
-    client = request.app[CLIENTS].of(request.remote, request.headers.get("X-Forwarded-For"))
+    clients = request.app[CLIENTS]
+    if clients.unlimited(request.remote):
+        if request.app[LIMITER].enabled and not request.app[WARNED_LOOPBACK]:
+            request.app[WARNED_LOOPBACK].append(request.remote)
+            log.warning(
+                "requests arrive from %s, a loopback address: likely every node behind a reverse proxy, so "
+                "they are not rate-limited per client until the proxy is listed in broker.trusted_proxies",
+                request.remote,
+            )
+        return
+    client = clients.of(request.remote, request.headers.get("X-Forwarded-For"))
     wait = request.app[LIMITER].check(bucket_of(client))
     if wait > 0:
         raise ApiError(
@@ -176,6 +213,25 @@ async def exchange_v2(request: web.Request) -> web.Response:
     return web.json_response({"Endpoint": endpoint.as_json()})
 
 
+async def json_for_early_errors(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp answers a few errors before any middleware runs, as text that echoes the request
+    (an unknown Expect value: "Unknown Expect: ..."); make them our JSON shape and count them."""
+    if response.status < 400 or not isinstance(response, web.Response):
+        return
+    if response.content_type == "application/json":
+        return  # ours, counted by the middleware
+    message = EARLY_ERRORS.get(response.status, HTTPStatus(response.status).phrase)
+    body = json.dumps({"error": {"message": message}}).encode()
+    # The headers are computed by now (aiohttp calls this hook just before sending them).
+    response.body = body
+    response.headers["Content-Type"] = "application/json; charset=utf-8"
+    response.headers["Content-Length"] = str(len(body))
+    request.app[METRICS].requests.labels(ENDPOINT_NAMES.get(request.path, "other"), str(response.status)).inc()
+
+
+EARLY_ERRORS = {417: "unsupported Expect header; only 100-continue is known"}
+
+
 async def health(request: web.Request) -> web.Response:
     transport = request.app[TRANSPORT]
     if transport.connected and transport.synced:
@@ -209,6 +265,8 @@ def make_app(cfg: Config, transport, registry: Registry | None = None) -> web.Ap
     app[LIMITER] = RateLimiter(cfg.broker.rate_limit)
     app[KEYLISTS] = KeyLists(cfg.broker)
     app[CLIENTS] = ClientAddress(cfg.broker.trusted_proxies)
+    app[WARNED_LOOPBACK] = []
+    app.on_response_prepare.append(json_for_early_errors)
     app.router.add_post(protocol.PATH_V1_EXCHANGE, exchange_v1)
     app.router.add_post(protocol.PATH_V2_EXCHANGE, exchange_v2)
     app.router.add_get("/health", health)

@@ -7,7 +7,9 @@ import contextlib
 import json
 import os
 import queue
+import resource
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -374,3 +376,65 @@ def test_burst_spreads_over_equal_workers_and_shows_in_metrics(mosquitto, broker
     assert 'wgmesh_broker_worker_connected_peers{domain="ffmuc_welt",worker="gw1"} 10.0' in text
     assert "wgmesh_broker_workers_online 2.0" in text
     assert "wgmesh_broker_mqtt_connected 1.0" in text
+
+
+def test_slow_clients_over_the_fd_limit_do_not_lock_out_a_node(mosquitto, broker_factory, subscribers):
+    # The outside run: 1,100 idle or half-sent connections against a broker with
+    # RLIMIT_NOFILE 1024 made a real POST time out, kept 841 of them open 90 s
+    # later and logged "Too many open files" 14 MB deep. Default timeouts here.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the broker process inherits it
+    try:
+        broker = broker_factory(mosquitto)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    broker.wait_healthy()
+    sub = subscribers(mosquitto, "wireguard/+/all")
+    slow_requests = [
+        b"",
+        f"POST {V1} HTTP/1.1\r\nHost: broker\r\n".encode(),
+        f"POST {V1} HTTP/1.1\r\nHost: broker\r\nContent-Length: 300\r\n\r\n".encode() + b'{"domain": ',
+    ]
+    slow = []
+    try:
+        for i in range(1100):
+            conn = socket.create_connection(("127.0.0.1", broker.port))
+            conn.sendall(slow_requests[i % 3])
+            slow.append(conn)
+        key = new_key()
+        status, data = exchange(broker, V1, "ffmuc_welt", key)
+        assert (status, data) == (200, {"Message": "OK"})
+        assert sub.get() == ("wireguard/ffmuc_welt/all", key)
+        still_open = [conn for conn in slow if not closed_by_peer(conn, timeout=60)]
+        assert still_open == []
+    finally:
+        for conn in slow:
+            conn.close()
+    log = broker.log()
+    assert "Too many open files" not in log
+    assert len(log) < 100_000, f"log grew to {len(log)} bytes"
+
+
+def closed_by_peer(conn: socket.socket, timeout: float) -> bool:
+    """Read until the server closes the connection (EOF or reset); False if it stays open."""
+    conn.settimeout(timeout)
+    try:
+        while conn.recv(4096):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_behind_nginx_on_the_same_host_the_mesh_is_not_one_client(mosquitto, broker_factory):
+    # wgkex's config as is (no trusted_proxies), default rate limit, every node via 127.0.0.1.
+    broker = broker_factory(mosquitto, broker={"rate_limit": {"per_client_per_minute": 30, "burst": 10}})
+    broker.wait_healthy()
+    for node in range(25):
+        status, data = exchange(broker, V1, "ffmuc_welt", new_key(), {"X-Forwarded-For": f"198.51.100.{node}"})
+        assert status == 200, data
+    warned = [line.split(": ", 1)[0] for line in broker.log().splitlines() if "broker.trusted_proxies" in line]
+    # once at start (listening on loopback), once at the first such request; not per request
+    assert [w.split()[-1] for w in warned] == ["wgmesh.config", "wgmesh.broker.api"], warned

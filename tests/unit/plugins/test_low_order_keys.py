@@ -44,19 +44,22 @@ def small_order_u():
 
 
 def encodings(u_values):
-    """Every 32-byte little-endian encoding below 2^255 (non-canonical u + p too)."""
+    """Every 32-byte little-endian encoding: non-canonical u + p below 2^255 too, and each
+    again with bit 255 set, which X25519 masks off (RFC 7748, section 5)."""
     out = set()
     for u in u_values:
         for value in (u, u + P):
             if value < 2**255:
-                out.add(base64.b64encode(value.to_bytes(32, "little")).decode())
+                for top in (0, 2**255):
+                    out.add(base64.b64encode((value | top).to_bytes(32, "little")).decode())
     return out
 
 
 def test_the_set_is_the_curves_small_order_points():
     computed = encodings(small_order_u())
     assert len(small_order_u()) == 5  # 0, 1, -1 and the two u of order 8
-    assert len(computed) == 7  # plus p and p + 1, the only non-canonical forms below 2^255
+    # plus p and p + 1, the only non-canonical forms below 2^255; twice with bit 255
+    assert len(computed) == 14
     assert frozenset(computed) == _wgkey.LOW_ORDER_KEYS
 
 

@@ -8,11 +8,13 @@ tests/integration/services against a real mosquitto.
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 
 from wgmesh.broker.transport import PublishError
 from wgmesh.config import parse_config
+from wgmesh.logfilter import RepeatFilter
 
 KEY1 = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
 KEY2 = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="
@@ -47,6 +49,16 @@ class FakeTransport:
         if self.fail_with is not None:
             raise PublishError(self.fail_with)
         self.published.append((topic, payload, qos))
+
+
+@pytest.fixture(autouse=True)
+def no_repeat_filter_left_behind():
+    """setup_logging() puts a RepeatFilter on the root handlers, which in a test run include
+    pytest's own capture handler: take it off again, or later tests lose repeated lines."""
+    yield
+    for handler in logging.getLogger().handlers:
+        for flt in [f for f in handler.filters if isinstance(f, RepeatFilter)]:
+            handler.removeFilter(flt)
 
 
 @pytest.fixture

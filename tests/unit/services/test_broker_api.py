@@ -6,10 +6,12 @@ independence, and that bad input is a 4xx JSON error, never a 5xx.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from wgmesh.broker.api import REGISTRY, make_app
@@ -33,13 +35,25 @@ def gateway_online(registry: Registry, worker: str, domain: str, peers: int, dat
         registry.handle(f"wireguard-worker/{worker}/{domain}/data", json.dumps(payload).encode())
 
 
+def arriving_from(address: str):
+    """Middleware standing in for a client at `address`: every test client is on loopback."""
+
+    @web.middleware
+    async def peer(request, handler):
+        return await handler(request.clone(remote=address))
+
+    return peer
+
+
 @pytest_asyncio.fixture
 async def api(config_factory, transport):
-    """Returns start(cfg=None) -> (client, app); servers are closed at teardown."""
+    """Returns start(cfg=None, peer=None) -> (client, app); servers are closed at teardown."""
     clients = []
 
-    async def start(cfg=None):
+    async def start(cfg=None, peer=None):
         app = make_app(cfg or config_factory(), transport)
+        if peer is not None:
+            app.middlewares.insert(0, arriving_from(peer))
         client = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)
@@ -154,6 +168,20 @@ async def test_bad_input_is_a_4xx_json_error(api, transport, path, raw, status, 
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "key", ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "X5yVvKNQjCSx0LFVnIPvWwREXMRYHI6G2CJO3dCfEVc="]
+)
+@pytest.mark.parametrize("path", [V1, V2])
+async def test_low_order_key_is_400_and_never_published(api, transport, path, key):
+    # all-zero and an order-8 point: every shared secret with them is zero
+    client, _app = await api()
+    resp = await client.post(path, data=body("ffmuc_welt", key))
+    assert resp.status == 400
+    assert "low-order" in (await resp.json())["error"]["message"]
+    assert transport.published == []
+
+
+@pytest.mark.asyncio
 async def test_huge_body_413_by_length_and_while_streaming(api, transport):
     client, _app = await api()
     resp = await client.post(V1, data=b"{" + b" " * 5000 + b"}")
@@ -221,7 +249,7 @@ async def test_blocklist_allowlist_are_403(api, config_factory, transport, keys)
 @pytest.mark.asyncio
 async def test_rate_limit_429_with_retry_after(api, config_factory, transport, keys):
     cfg = config_factory(broker={"rate_limit": {"per_client_per_minute": 2, "burst": 3}})
-    client, _app = await api(cfg)
+    client, _app = await api(cfg, peer="203.0.113.5")
     statuses = [(await client.post(V1, data=body("ffmuc_welt", keys[0]))).status for _request in range(3)]
     assert statuses == [200, 200, 200]
     resp = await client.post(V1, data=body("ffmuc_welt", keys[0]))
@@ -245,6 +273,34 @@ async def test_rate_limit_keys_on_forwarded_for_behind_trusted_proxy(api, config
         assert resp.status == 200
     resp = await client.post(V1, data=body("ffmuc_welt", keys[0]), headers={"X-Forwarded-For": "198.51.100.1"})
     assert resp.status == 429
+
+
+@pytest.mark.asyncio
+async def test_untrusted_loopback_peer_is_not_rate_limited_as_one_client(api, config_factory, transport, caplog):
+    # wgkex's config behind nginx on the same host: every node arrives from
+    # 127.0.0.1. One bucket for all of them would throttle the whole mesh.
+    cfg = config_factory(broker={"rate_limit": {"per_client_per_minute": 30, "burst": 10}})
+    client, _app = await api(cfg)
+    statuses = []
+    for node in range(40):
+        headers = {"X-Forwarded-For": f"198.51.100.{node}"}
+        key = base64.b64encode(bytes([node + 1]) * 32).decode()
+        statuses.append((await client.post(V1, data=body("ffmuc_welt", key), headers=headers)).status)
+    assert statuses == [200] * 40
+    warnings = [r.getMessage() for r in caplog.records if "broker.trusted_proxies" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # said once, not per request
+    assert "127.0.0.1" in warnings[0]
+
+
+@pytest.mark.asyncio
+async def test_trusted_loopback_proxy_limits_per_node(api, config_factory, keys):
+    cfg = config_factory(
+        broker={"rate_limit": {"per_client_per_minute": 1, "burst": 1}, "trusted_proxies": ["127.0.0.1"]}
+    )
+    client, _app = await api(cfg)
+    headers = {"X-Forwarded-For": "198.51.100.1"}
+    assert (await client.post(V1, data=body("ffmuc_welt", keys[0]), headers=headers)).status == 200
+    assert (await client.post(V1, data=body("ffmuc_welt", keys[0]), headers=headers)).status == 429
 
 
 @pytest.mark.asyncio

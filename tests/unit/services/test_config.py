@@ -36,6 +36,7 @@ logging_config:
 def test_upstream_wgkex_file_loads_unchanged(tmp_path):
     path = tmp_path / "wgkex.yaml"
     path.write_text(UPSTREAM_FILE)
+    path.chmod(0o600)  # it holds the MQTT password
     cfg = load_config(str(path))
     assert cfg.domains == ("ffmuc_muc_cty", "ffmuc_welt")
     assert cfg.weight_of("gw04.ext.ffmuc.net") == 30
