@@ -1,4 +1,4 @@
-"""The HTTP API Gluon nodes talk to (wgkex-compatible, DESIGN.md section 2).
+"""The HTTP API Gluon nodes talk to (wgkex-compatible, docs/architecture.md "HTTP API").
 
 Every answer is JSON, errors as {"error": {"message": "..."}}: the middleware
 turns aiohttp's own 404/405/413 and any unexpected exception into that shape,

@@ -26,8 +26,7 @@ import os
 import time
 from collections import OrderedDict
 
-from wgmesh import protocol
-from wgmesh.worker.journal import JournalError, write_atomic
+from wgmesh import fsutil, protocol
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +161,9 @@ class KeyBuffer:
 
 def _write_atomic(path: str, data: bytes) -> None:
     try:
-        write_atomic(path, data)  # the worker journal's: temp file, fsync, rename, fsync the directory
-    except JournalError as exc:
-        raise KeyBufferError(f"key buffer {path}: {str(exc).split(': ', 1)[-1]}") from None
+        fsutil.write_atomic(path, data)
+    except OSError as exc:
+        raise KeyBufferError(f"key buffer {path}: cannot write: {exc}") from None
 
 
 def _append(path: str, data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""What the workers report over MQTT, and the v2 gateway choice (DESIGN.md section 2).
+"""What the workers report over MQTT, and the v2 gateway choice (docs/broker.md "Gateway choice (v2)").
 
 Only the asyncio thread touches a Registry: the MQTT transport hands every
 message over with loop.call_soon_threadsafe.

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -84,7 +83,6 @@ class BrokerTransport:
         self._abandoned: set[int] = set()  # mids whose PUBACK, if it ever comes, belongs to no request
         self._own_mids: set[int] = set()  # our sync markers, not keys
         self._republished: set[int] = set()  # buffered keys sent again after a connect
-        self._refusals = _RateLimitedLog()
         self._connects = 0  # a republish stops when a newer connect starts its own
         client_id = cfg.client_id or f"wgmesh-broker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.sync_topic = protocol.TOPIC_BROKER_SYNC.format(client_id=client_id.replace("/", "_"))
@@ -194,7 +192,7 @@ class BrokerTransport:
             if fut is None and not (republished or late) and self._registering:
                 self._early_acks[mid] = reason_code
         if republished and reason_code.is_failure:
-            self._refusals.error(f"MQTT broker refused a republished key: {reason_code}")
+            log.error("MQTT broker refused a republished key: %s", reason_code)
         if fut is not None:
             self.loop.call_soon_threadsafe(_settle, fut, _refusal(reason_code))
 
@@ -259,7 +257,8 @@ class BrokerTransport:
             await asyncio.wait_for(fut, timeout)
         except PublishRefused as exc:
             why = f"MQTT broker refused the key on {topic}: {exc.reason_code}"
-            self._refusals.error(f"{why}; answering 503 (check the ACL of MQTT user {self.cfg.username!r})")
+            # One line per refused key would flood the log: wgmesh.logfilter holds repeats back.
+            log.error("%s; answering 503 (check the ACL of MQTT user %r)", why, self.cfg.username)
             raise PublishError(why) from None
         except TimeoutError:
             raise PublishError(f"MQTT broker did not acknowledge within {timeout:g}s") from None
@@ -271,7 +270,7 @@ class BrokerTransport:
             try:
                 await stored  # 200 means: mosquitto has it and so does our disk
             except KeyBufferError as exc:
-                self._refusals.error(f"{exc}; answering 503")
+                log.error("%s; answering 503", exc)
                 raise PublishError(f"key not kept on disk: {exc}") from None
 
 
@@ -283,29 +282,6 @@ def _log_republish_failure(republish) -> None:
 def _refusal(reason_code) -> PublishError | None:
     """None for a successful PUBACK (MQTT 5 reason code < 128), else the error to raise."""
     return PublishRefused(reason_code) if getattr(reason_code, "is_failure", False) else None
-
-
-class _RateLimitedLog:
-    """Log an error line at most once per `interval` seconds per text, saying how many were held back.
-
-    A refusing ACL refuses every key: one line per request would flood the log.
-    """
-
-    def __init__(self, interval: float = 60.0):
-        self.interval = interval
-        self._last: dict[str, tuple[float, int]] = {}  # text -> (logged at, held back since)
-
-    def error(self, text: str) -> None:
-        now = time.monotonic()
-        logged_at, held = self._last.get(text, (float("-inf"), 0))
-        if now - logged_at < self.interval:
-            self._last[text] = (logged_at, held + 1)
-            return
-        more = f" ({held} more like it held back)" if held else ""
-        log.error("%s%s", text, more)
-        if len(self._last) > 1000:  # texts carry domains: keep the table small
-            self._last.clear()
-        self._last[text] = (now, 0)
 
 
 def _settle(fut: asyncio.Future, error: Exception | None) -> None:

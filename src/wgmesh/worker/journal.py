@@ -7,15 +7,13 @@ rebooted gateway put every peer back at once instead of waiting for nodes to re-
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import tempfile
 import time
 
-from wgmesh import protocol
+from wgmesh import fsutil, protocol
 
 log = logging.getLogger(__name__)
 
@@ -126,26 +124,9 @@ class Journal:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename over `path`, fsync the directory."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """fsutil.write_atomic, failing with a JournalError that names the journal."""
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=directory)  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        fsutil.write_atomic(path, data)
     except OSError as exc:
         raise JournalError(f"journal {path}: cannot write: {exc}") from None
 

@@ -1,4 +1,4 @@
-"""Gateway choice (DESIGN.md section 2 reference cases) and the worker registry."""
+"""Gateway choice (the reference cases of docs/broker.md "Gateway choice (v2)") and the worker registry."""
 
 from __future__ import annotations
 
