@@ -31,7 +31,12 @@ help: ## Show the targets
 test: deps lint sanity unit integration molecule ## Everything: install, lint, sanity, unit, integration, molecule
 
 .PHONY: deps
-deps: system-deps venv collection collections ## Install system packages, the pinned venv and link the collection
+deps: system-deps tools collections ## Install system packages, the pinned venv and link the collection
+
+# What lint and unit need: the venv and the collection link. No root, no QEMU,
+# no system-deps install (a missing venv needs only python3-venv).
+.PHONY: tools
+tools: venv collection
 
 .PHONY: system-deps
 system-deps:
@@ -60,12 +65,13 @@ container-image: ## Build the Debian 12 container test image (only when its reci
 	hack/build-container-image
 
 .PHONY: lint
-lint: deps ## ruff, yamllint, ansible-lint (production profile), changelog fragments
+lint: tools ## ruff, yamllint, ansible-lint (production profile), changelog fragments, host commands
 	ruff check .
 	ruff format --check .
 	yamllint --strict .
 	ansible-lint --offline
 	antsibull-changelog lint
+	python hack/check_host_commands.py
 
 # ansible-test --requirements installs its own pins: keep them out of the main venv.
 # (--venv would fetch pip's bootstrap script from a host unreachable here.)
@@ -91,7 +97,7 @@ sanity: deps sanity-pip-bootstrap ## ansible-test sanity on a copy of the tracke
 	cd $(SANITY_TREE) && PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --requirements --python $(PYVER) --color no
 
 .PHONY: unit
-unit: deps ## Unit tests (seconds)
+unit: tools ## Unit tests (seconds)
 	pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: integration
