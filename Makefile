@@ -31,12 +31,13 @@ help: ## Show the targets
 test: deps lint sanity unit integration molecule ## Everything: install, lint, sanity, unit, integration, molecule
 
 .PHONY: deps
-deps: system-deps tools collections ## Install system packages, the pinned venv and link the collection
+deps: system-deps tools ## Install system packages, the pinned venv and link the collection
 
-# What lint and unit need: the venv and the collection link. No root, no QEMU,
-# no system-deps install (a missing venv needs only python3-venv).
+# What lint and unit need: the venv, the collection link and containers.podman
+# (ansible-lint resolves the Molecule playbooks' modules). No root, no QEMU, no
+# system-deps install (a missing venv needs only python3-venv).
 .PHONY: tools
-tools: venv collection
+tools: venv collection collections
 
 .PHONY: system-deps
 system-deps:
