@@ -126,16 +126,16 @@ def shell_logical_lines(text: str):
     """(first line number, text) of each logical shell line.
 
     Quoted strings become "" (they are data, and single-quoted awk programs span
-    lines), backslash-newline joins lines, comments and heredoc bodies go.
+    lines), except the command substitutions $(...) inside double quotes, which
+    run; backslash-newline joins lines; comments and heredoc bodies go.
     """
     lines, current, start, number = [], [], 1, 1
-    quote = None
+    quote = None  # the quote we are inside: ', " or None
+    outer = []  # per open $(...) inside double quotes: [its parenthesis depth]
     heredoc_end = pending_heredoc = None
     i = 0
     while i < len(text):
         char = text[i]
-        if char == "\n":
-            number += 1
         if heredoc_end is not None:  # skip whole lines up to the terminator
             end = text.find("\n", i)
             end = len(text) if end < 0 else end
@@ -143,6 +143,14 @@ def shell_logical_lines(text: str):
                 heredoc_end = None
             number += 1
             i = end + 1
+            continue
+        if char == "\n":
+            number += 1
+        if quote == '"' and text.startswith("$(", i):
+            outer.append([1])
+            quote = None
+            current.append(" $(")
+            i += 2
             continue
         if quote:
             if char == "\\" and quote == '"':
@@ -152,6 +160,14 @@ def shell_logical_lines(text: str):
                 quote = None
             i += 1
             continue
+        if outer and char in "()":
+            outer[-1][0] += 1 if char == "(" else -1
+            if outer[-1][0] == 0:  # back inside the double quotes
+                outer.pop()
+                quote = '"'
+                current.append(") ")
+                i += 1
+                continue
         heredoc = re.match(r"<<-?\s*(['\"]?)(\w+)\1", text[i:]) if char == "<" else None
         if heredoc and text[i - 1 : i] != "<":
             pending_heredoc = heredoc.group(2)
@@ -183,6 +199,7 @@ def shell_command_words(line: str, functions: set[str] = frozenset()) -> list[st
     """First words of the simple commands in one logical line of shell (quotes already removed)."""
     words = []
     line = re.sub(r"\$\{[^}]*\}", "", line)  # ${1:?usage: ...} is not a command
+    line = re.sub(r"\$\(\(.*?\)\)", "0", line)  # nor is arithmetic, $((SECONDS - started))
     for part in SHELL_SPLIT.split(line):
         tokens = part.split()
         if tokens and tokens[0] in ("for", "case"):

@@ -93,9 +93,12 @@ def test_shell_scripts_first_words_only():
         EOF
         grep -o x /proc/mounts | xargs -r -n1 umount -l  # a comment: rm
         ${1:?usage: script ROOTFS}
+        echo "$((SECONDS - 1)) s"
+        [ "$(id -u)" -eq 0 ] || say "run as root, not $(whoami) in \\"$(pwd)\\""
     """)
     assert [c for c, _ in check.shell_commands(script)] == [
         "set", "echo", "exit", "debootstrap", "awk", "sort", "ln", "say", "python3", "grep", "xargs", "umount",
+        "echo", "id", "say", "whoami", "pwd",
     ]  # fmt: skip
 
 
