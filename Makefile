@@ -58,7 +58,7 @@ collection:
 	ln -sfn $(CURDIR) $(COLLECTION_LINK)
 
 .PHONY: collections
-collections: venv ## containers.podman from the hash-pinned ansible wheel (no Galaxy here)
+collections: venv ## containers.podman from the hash-pinned ansible wheel (no Galaxy needed)
 	hack/install-collections $(BIN)/python
 
 .PHONY: container-image
@@ -75,7 +75,8 @@ lint: tools ## ruff, yamllint, ansible-lint (production profile), changelog frag
 	python hack/check_host_commands.py
 
 # ansible-test --requirements installs its own pins: keep them out of the main venv.
-# (--venv would fetch pip's bootstrap script from a host unreachable here.)
+# (--venv would fetch pip's bootstrap script, which may be unreachable; sanity-pip-bootstrap
+# installs the copy in hack/ instead.)
 SANITY_VENV := $(BUILD)/sanity-venv
 $(SANITY_VENV)/.installed: requirements/test.txt
 	$(PYTHON) -m venv $(SANITY_VENV)
