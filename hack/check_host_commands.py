@@ -232,7 +232,7 @@ def _expand_make(text: str, variables: dict[str, str]) -> str:
     A path (it has a "/") is never taken for a Debian command: $(BIN)/pip is the venv's pip,
     hack/install-system-deps is the project's own script.
     """
-    for _ in range(5):
+    for dummy in range(5):
         text = _drop_make_functions(text)
         text = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), "/unknown"), text)
     return text

@@ -69,7 +69,7 @@ def test_python_calls_that_run_a_program():
         asyncio.run(main())
         print("ls")
     """)
-    assert [c for c, _ in check.python_commands(Path("x.py"), source)] == [
+    assert [c for c, dummy in check.python_commands(Path("x.py"), source)] == [
         "mosquitto", "ip", "wg", "openssl", "qemu-system-x86_64",
     ]  # fmt: skip
 
@@ -96,7 +96,7 @@ def test_shell_scripts_first_words_only():
         echo "$((SECONDS - 1)) s"
         [ "$(id -u)" -eq 0 ] || say "run as root, not $(whoami) in \\"$(pwd)\\""
     """)
-    assert [c for c, _ in check.shell_commands(script)] == [
+    assert [c for c, dummy in check.shell_commands(script)] == [
         "set", "echo", "exit", "debootstrap", "awk", "sort", "ln", "say", "python3", "grep", "xargs", "umount",
         "echo", "id", "say", "whoami", "pwd",
     ]  # fmt: skip
@@ -115,7 +115,7 @@ def test_makefile_recipes():
         \tinstall -D x $(HOME)/y_$(subst .,_,$(PYVER)).py
         \t{ echo x; $(BIN)/pip freeze | grep -v pip; } > out
     """)
-    assert [c for c, _ in check.makefile_commands(makefile)] == [
+    assert [c for c, dummy in check.makefile_commands(makefile)] == [
         "python3", "grep", "awk", "cd", "git", "install", "echo", "grep",
     ]  # fmt: skip
 
