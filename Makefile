@@ -31,7 +31,13 @@ help: ## Show the targets
 test: deps lint sanity unit integration molecule ## Everything: install, lint, sanity, unit, integration, molecule
 
 .PHONY: deps
-deps: system-deps venv collection collections ## Install system packages, the pinned venv and link the collection
+deps: system-deps tools ## Install system packages, the pinned venv and link the collection
+
+# What lint and unit need: the venv, the collection link and containers.podman
+# (ansible-lint resolves the Molecule playbooks' modules). No root, no QEMU, no
+# system-deps install (a missing venv needs only python3-venv).
+.PHONY: tools
+tools: venv collection collections
 
 .PHONY: system-deps
 system-deps:
@@ -52,7 +58,7 @@ collection:
 	ln -sfn $(CURDIR) $(COLLECTION_LINK)
 
 .PHONY: collections
-collections: venv ## containers.podman from the hash-pinned ansible wheel (no Galaxy here)
+collections: venv ## containers.podman from the hash-pinned ansible wheel (no Galaxy needed)
 	hack/install-collections $(BIN)/python
 
 .PHONY: container-image
@@ -60,16 +66,18 @@ container-image: ## Build the Debian 12 container test image (only when its reci
 	hack/build-container-image
 
 .PHONY: lint
-lint: deps ## ruff, yamllint, ansible-lint (production profile), changelog fragments
+lint: tools ## ruff, yamllint, ansible-lint (production profile), changelog fragments, host commands
 	ruff check .
 	ruff format --check .
 	yamllint --strict .
 	ansible-lint --offline
 	antsibull-changelog lint
 	python hack/check_twins.py
+	python hack/check_host_commands.py
 
 # ansible-test --requirements installs its own pins: keep them out of the main venv.
-# (--venv would fetch pip's bootstrap script from a host unreachable here.)
+# (--venv would fetch pip's bootstrap script, which may be unreachable; sanity-pip-bootstrap
+# installs the copy in hack/ instead.)
 SANITY_VENV := $(BUILD)/sanity-venv
 $(SANITY_VENV)/.installed: requirements/test.txt
 	$(PYTHON) -m venv $(SANITY_VENV)
@@ -92,7 +100,7 @@ sanity: deps sanity-pip-bootstrap ## ansible-test sanity on a copy of the tracke
 	cd $(SANITY_TREE) && PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --requirements --python $(PYVER) --color no
 
 .PHONY: unit
-unit: deps ## Unit tests (seconds)
+unit: tools ## Unit tests (seconds)
 	pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: integration

@@ -1,7 +1,7 @@
 """The two WireGuard backends and the rtnetlink layer against real interfaces.
 
-Userspace: wireguard-go in a namespace (runs here). Kernel: needs the wireguard module, which
-this host's kernel lacks; that test runs in the VM tier and is skipped here with the reason.
+Userspace: wireguard-go in a namespace. Kernel: needs the wireguard module; without it (or
+without modprobe to load it) that test skips with the reason, and the VM tier runs it.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import sys
 
 import pytest
-from worker_fixtures import gateways, run  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
+from worker_fixtures import gateways, missing_kernel_modules, run  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
 
 from wgmesh import derive
 from wgmesh.worker.backend import InterfaceMissing
@@ -71,13 +70,7 @@ def test_auto_selects_userspace_for_wireguard_go_and_reports_missing_interfaces(
 
 
 def _kernel_wireguard_available() -> str | None:
-    if not os.path.isdir("/sys/module/wireguard"):
-        probe = subprocess.run(["modprobe", "-n", "wireguard"], capture_output=True, text=True, check=False)
-        if probe.returncode != 0:
-            return "the kernel has no wireguard module (runs in the VM tier)"
-        if subprocess.run(["modprobe", "wireguard"], capture_output=True, check=False).returncode != 0:
-            return "modprobe wireguard failed"
-    return None
+    return missing_kernel_modules("wireguard")
 
 
 def test_kernel_backend_batch_add_dump_and_remove(tmp_path):

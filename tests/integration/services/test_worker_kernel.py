@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from worker_fixtures import missing_kernel_modules
 
 from wgmesh import derive
 from wgmesh.worker import reconcile
@@ -50,12 +51,7 @@ def _missing_requirement() -> str | None:
     for tool in ("ip", "wg", "bridge"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (Debian packages iproute2, wireguard-tools)"
-    for module in ("wireguard", "vxlan"):
-        if os.path.isdir(f"/sys/module/{module}"):
-            continue
-        if subprocess.run(["modprobe", module], capture_output=True, check=False).returncode != 0:
-            return f"the kernel has no {module} module (runs in the VM tier: molecule/worker-kernel-vm)"
-    return None
+    return missing_kernel_modules("wireguard", "vxlan")
 
 
 def in_netns(netns: str, func, *args):

@@ -47,6 +47,28 @@ def require_tools() -> None:
         pytest.skip("network namespaces need root")
 
 
+VM_TIER = "runs in the VM tier: molecule/worker-kernel-vm"
+
+
+def missing_kernel_modules(*modules: str) -> str | None:
+    """Why these kernel modules are not usable here (a skip reason), or None when they are.
+
+    A module not loaded yet is loaded with modprobe; a missing modprobe (Debian package kmod)
+    counts as "not available here", like a missing module: a probe reports, it never crashes.
+    """
+    for module in modules:
+        if os.path.isdir(f"/sys/module/{module}"):
+            continue
+        modprobe = shutil.which("modprobe")
+        if modprobe is None:
+            return f"the {module} module is not loaded and modprobe is not installed (Debian package kmod); {VM_TIER}"
+        probe = subprocess.run([modprobe, module], capture_output=True, text=True, check=False)
+        if probe.returncode != 0:
+            error = probe.stderr.strip() or f"exit code {probe.returncode}"
+            return f"the kernel has no {module} module (modprobe: {error}); {VM_TIER}"
+    return None
+
+
 def run(*args: str, check: bool = True, input: str | None = None) -> str:
     proc = subprocess.run(args, capture_output=True, text=True, input=input, check=False)
     if check and proc.returncode != 0:
