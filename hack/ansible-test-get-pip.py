@@ -1,5 +1,5 @@
 # Stand-in for the get-pip.py that ansible-test downloads to bootstrap pip in
-# its sanity venvs: its download host is unreachable here, PyPI is not.
+# its sanity venvs, for machines that reach PyPI but not get-pip.py's download host.
 # Bootstraps pip from the interpreter's own ensurepip, then installs what
 # get-pip.py was asked for (ansible-test pins the pip version) from PyPI.
 import subprocess
