@@ -208,6 +208,10 @@ class _Reader:
     def key_list(self, data: Mapping, key: str) -> tuple[str, ...]:
         keys = self.str_list(data, key, required=False)
         for i, item in enumerate(keys):
+            if protocol.is_low_order_key(item):  # well-formed, so the syntax message would mislead
+                raise self.fail(
+                    f"{key}[{i}]", "is a low-order Curve25519 point; no handshake can succeed with it", item
+                )
             if not protocol.is_valid_key(item):
                 raise self.fail(f"{key}[{i}]", "is not a WireGuard public key (44 chars base64)", item)
         return keys
