@@ -21,7 +21,7 @@ import socket
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 import yaml
@@ -32,6 +32,7 @@ ENV_CONFIG_FILE = "WGKEX_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "/etc/wgkex.yaml"
 WORKER_BACKENDS = ("auto", "kernel", "userspace")
 MOSQUITTO_AUTOSAVE_S = 1800  # mosquitto's default autosave_interval: the window broker.key_buffer covers
+PORTS = (1, 65535)  # the TCP port range, for every port the file names
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class BrokerConfig:
     # Keys answered 200 are kept in this file and published again after every MQTT reconnect,
     # so a mosquitto killed between two autosaves loses none (docs/broker.md). None = off.
     key_buffer: str | None = None
-    key_buffer_retention: int = 3600  # > mosquitto's autosave_interval (Debian: 1800 s)
+    key_buffer_retention: int = 3600  # > MOSQUITTO_AUTOSAVE_S
     key_buffer_max_keys: int = 100_000
     # Slow clients (docs/broker.md, "Slow and bad clients"): seconds to send the
     # headers, the body, and idle time between keep-alive requests.
@@ -112,11 +113,18 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class _WorkerEntry:
+    """One entry of wgkex's `workers` mapping (name -> {weight: N})."""
+
+    weight: float = 1
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     domains: tuple[str, ...]
     domain_prefixes: tuple[str, ...]
-    workers: Mapping[str, float]  # worker name -> weight (unlisted workers weigh 1)
+    workers: Mapping[str, float]  # worker name -> weight (unlisted workers weigh the default)
     external_name: str | None
     mqtt: MqttConfig
     broker_listen: ListenConfig
@@ -130,14 +138,29 @@ class Config:
         return self.domain_rules.get(domain, "ffmuc")
 
     def weight_of(self, worker: str) -> float:
-        return self.workers.get(worker, 1)
+        return self.workers.get(worker, _WorkerEntry.weight)
 
 
 # --- validation helpers --------------------------------------------------------
 
 
+def default_of(cls: type, name: str) -> Any:
+    """The default of dataclass field `cls.name`: each default is written there and only there."""
+    f = {f.name: f for f in fields(cls)}[name]  # KeyError names a reader asking for a field that is not there
+    return f.default if f.default_factory is MISSING else f.default_factory()
+
+
+def _keys_of(cls: type) -> tuple[str, ...]:
+    """A section's known keys: its dataclass's fields."""
+    return tuple(f.name for f in fields(cls))
+
+
 class _Reader:
-    """Collects the path for messages and the warnings for unknown keys."""
+    """Collects the path for messages and the warnings for unknown keys.
+
+    The scalar readers take `of`, the dataclass whose field of the key's name (its last
+    level) gives the default when the key is absent; None: absent is None.
+    """
 
     def __init__(self, path: str):
         self.path = path
@@ -163,8 +186,19 @@ class _Reader:
             self.warnings.append(f"config {self.path}: {key}: {msg}; ignored")
         return value
 
-    def int_(self, data: Mapping, key: str, default: int, lo: int, hi: int | None = None) -> int:
-        value = data.get(key.rsplit(".", 1)[-1], default)
+    @staticmethod
+    def _get(data: Mapping, key: str, of: type | None) -> Any:
+        name = key.rsplit(".", 1)[-1]
+        if name in data:
+            return data[name]
+        return None if of is None else default_of(of, name)
+
+    def int_(
+        self, data: Mapping, key: str, of: type | None, lo: int, hi: int | None = None, optional: bool = False
+    ) -> int | None:
+        value = self._get(data, key, of)
+        if value is None and optional:
+            return None
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)  # upstream files sometimes quote ports
         rng = f"{lo}-{hi}" if hi is not None else f">= {lo}"
@@ -172,20 +206,20 @@ class _Reader:
             raise self.fail(key, f"must be an integer {rng}", value)
         return value
 
-    def number(self, data: Mapping, key: str, default: float, positive: bool = True) -> float:
-        value = data.get(key.rsplit(".", 1)[-1], default)
+    def number(self, data: Mapping, key: str, of: type | None, positive: bool = True) -> float:
+        value = self._get(data, key, of)
         if isinstance(value, bool) or not isinstance(value, int | float) or (positive and value <= 0):
             raise self.fail(key, "must be a number > 0" if positive else "must be a number", value)
         return float(value)
 
-    def bool_(self, data: Mapping, key: str, default: bool) -> bool:
-        value = data.get(key.rsplit(".", 1)[-1], default)
+    def bool_(self, data: Mapping, key: str, of: type | None) -> bool:
+        value = self._get(data, key, of)
         if not isinstance(value, bool):
             raise self.fail(key, "must be true or false", value)
         return value
 
-    def str_(self, data: Mapping, key: str, default: str | None, optional: bool = True) -> str | None:
-        value = data.get(key.rsplit(".", 1)[-1], default)
+    def str_(self, data: Mapping, key: str, of: type | None, optional: bool = True) -> str | None:
+        value = self._get(data, key, of)
         if value is None and optional:
             return None
         if not isinstance(value, str) or not value:
@@ -208,6 +242,10 @@ class _Reader:
     def key_list(self, data: Mapping, key: str) -> tuple[str, ...]:
         keys = self.str_list(data, key, required=False)
         for i, item in enumerate(keys):
+            if protocol.is_low_order_key(item):  # well-formed, so the syntax message would mislead
+                raise self.fail(
+                    f"{key}[{i}]", "is a low-order Curve25519 point; no handshake can succeed with it", item
+                )
             if not protocol.is_valid_key(item):
                 raise self.fail(f"{key}[{i}]", "is not a WireGuard public key (44 chars base64)", item)
         return keys
@@ -227,9 +265,6 @@ _TOP_KEYS = (
     "worker",
     "logging_config",
 )
-_MQTT_KEYS = tuple(MqttConfig.__dataclass_fields__)
-_BROKER_KEYS = tuple(BrokerConfig.__dataclass_fields__)
-_WORKER_KEYS = tuple(WorkerConfig.__dataclass_fields__)
 
 
 def _domains(r: _Reader, data: Mapping) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -258,25 +293,25 @@ def _workers(r: _Reader, data: Mapping) -> dict[str, float]:
         spec = spec or {}
         if not isinstance(spec, Mapping):
             raise r.fail(f"workers.{name}", "must be a mapping like {weight: 30}", spec)
-        r.section(value, f"workers.{name}", ("weight",), strict=False, name=name)
-        weights[str(name)] = r.number(spec, f"workers.{name}.weight", 1)
+        r.section(value, f"workers.{name}", _keys_of(_WorkerEntry), strict=False, name=name)
+        weights[str(name)] = r.number(spec, f"workers.{name}.weight", _WorkerEntry)
     return weights
 
 
 def _mqtt(r: _Reader, data: Mapping) -> MqttConfig:
-    m = r.section(data, "mqtt", _MQTT_KEYS, strict=False)
+    m = r.section(data, "mqtt", _keys_of(MqttConfig), strict=False)
     cfg = MqttConfig(
-        broker_url=r.str_(m, "mqtt.broker_url", "localhost", optional=False),
-        broker_port=r.int_(m, "mqtt.broker_port", 1883, 1, 65535),
+        broker_url=r.str_(m, "mqtt.broker_url", MqttConfig, optional=False),
+        broker_port=r.int_(m, "mqtt.broker_port", MqttConfig, *PORTS),
         username=_username(r, m),
         password=_password(r, m),
-        keepalive=r.int_(m, "mqtt.keepalive", 5, 1, 65535),
-        tls=r.bool_(m, "mqtt.tls", False),
-        ca_certs=r.str_(m, "mqtt.ca_certs", None),
-        certfile=r.str_(m, "mqtt.certfile", None),
-        keyfile=r.str_(m, "mqtt.keyfile", None),
-        client_id=r.str_(m, "mqtt.client_id", None),
-        session_expiry=r.int_(m, "mqtt.session_expiry", MqttConfig.session_expiry, 0, 0xFFFFFFFF),
+        keepalive=r.int_(m, "mqtt.keepalive", MqttConfig, 1, 0xFFFF),  # MQTT: a two-byte integer
+        tls=r.bool_(m, "mqtt.tls", MqttConfig),
+        ca_certs=r.str_(m, "mqtt.ca_certs", MqttConfig),
+        certfile=r.str_(m, "mqtt.certfile", MqttConfig),
+        keyfile=r.str_(m, "mqtt.keyfile", MqttConfig),
+        client_id=r.str_(m, "mqtt.client_id", MqttConfig),
+        session_expiry=r.int_(m, "mqtt.session_expiry", MqttConfig, 0, 0xFFFFFFFF),  # MQTT 5: four bytes
     )
     if cfg.session_expiry == 0:
         r.warnings.append(
@@ -299,7 +334,7 @@ def _username(r: _Reader, m: Mapping) -> str | None:
     if m.get("username") == "":
         r.warnings.append(f'config {r.path}: mqtt.username: "" means no authentication (same as null)')
         return None
-    return r.str_(m, "mqtt.username", None)
+    return r.str_(m, "mqtt.username", MqttConfig)
 
 
 def _password(r: _Reader, m: Mapping) -> str | None:
@@ -312,10 +347,10 @@ def _password(r: _Reader, m: Mapping) -> str | None:
 
 
 def _listen(r: _Reader, data: Mapping) -> ListenConfig:
-    b = r.section(data, "broker_listen", ("host", "port"), strict=False)
+    b = r.section(data, "broker_listen", _keys_of(ListenConfig), strict=False)
     return ListenConfig(
-        host=r.str_(b, "broker_listen.host", "::", optional=False),
-        port=r.int_(b, "broker_listen.port", 5000, 1, 65535),
+        host=r.str_(b, "broker_listen.host", ListenConfig, optional=False),
+        port=r.int_(b, "broker_listen.port", ListenConfig, *PORTS),
     )
 
 
@@ -344,8 +379,8 @@ def _key_lists(r: _Reader, b: Mapping, name: str, domains: tuple[str, ...]) -> d
 
 
 def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig:
-    b = r.section(data, "broker", _BROKER_KEYS, strict=True)
-    rl = r.section(b, "broker.rate_limit", ("per_client_per_minute", "burst"), strict=True)
+    b = r.section(data, "broker", _keys_of(BrokerConfig), strict=True)
+    rl = r.section(b, "broker.rate_limit", _keys_of(RateLimitConfig), strict=True)
     proxies = r.str_list(b, "broker.trusted_proxies", required=False)
     for i, proxy in enumerate(proxies):
         try:
@@ -353,22 +388,22 @@ def _broker(r: _Reader, data: Mapping, domains: tuple[str, ...]) -> BrokerConfig
         except ValueError:
             raise r.fail(f"broker.trusted_proxies[{i}]", "must be an IP address or network", proxy) from None
     cfg = BrokerConfig(
-        publish_timeout=r.number(b, "broker.publish_timeout", 2.0),
-        max_body_bytes=r.int_(b, "broker.max_body_bytes", 1024, 128, 1 << 20),
+        publish_timeout=r.number(b, "broker.publish_timeout", BrokerConfig),
+        max_body_bytes=r.int_(b, "broker.max_body_bytes", BrokerConfig, 128, 1 << 20),
         rate_limit=RateLimitConfig(
-            per_client_per_minute=r.int_(rl, "broker.rate_limit.per_client_per_minute", 30, 0),
-            burst=r.int_(rl, "broker.rate_limit.burst", 10, 0),
+            per_client_per_minute=r.int_(rl, "broker.rate_limit.per_client_per_minute", RateLimitConfig, 0),
+            burst=r.int_(rl, "broker.rate_limit.burst", RateLimitConfig, 0),
         ),
         blocklist=_key_lists(r, b, "blocklist", domains),
         allowlist=_key_lists(r, b, "allowlist", domains),
         trusted_proxies=proxies,
-        key_buffer=r.str_(b, "broker.key_buffer", None),
-        key_buffer_retention=r.int_(b, "broker.key_buffer_retention", BrokerConfig.key_buffer_retention, 1),
-        key_buffer_max_keys=r.int_(b, "broker.key_buffer_max_keys", BrokerConfig.key_buffer_max_keys, 1),
-        header_timeout=r.number(b, "broker.header_timeout", BrokerConfig.header_timeout),
-        body_timeout=r.number(b, "broker.body_timeout", BrokerConfig.body_timeout),
-        keepalive_timeout=r.number(b, "broker.keepalive_timeout", BrokerConfig.keepalive_timeout),
-        max_connections=None if b.get("max_connections") is None else r.int_(b, "broker.max_connections", 0, 1),
+        key_buffer=r.str_(b, "broker.key_buffer", BrokerConfig),
+        key_buffer_retention=r.int_(b, "broker.key_buffer_retention", BrokerConfig, 1),
+        key_buffer_max_keys=r.int_(b, "broker.key_buffer_max_keys", BrokerConfig, 1),
+        header_timeout=r.number(b, "broker.header_timeout", BrokerConfig),
+        body_timeout=r.number(b, "broker.body_timeout", BrokerConfig),
+        keepalive_timeout=r.number(b, "broker.keepalive_timeout", BrokerConfig),
+        max_connections=r.int_(b, "broker.max_connections", BrokerConfig, 1, optional=True),
     )
     if cfg.key_buffer and cfg.key_buffer_retention < MOSQUITTO_AUTOSAVE_S:
         r.warnings.append(
@@ -384,7 +419,7 @@ def _listen_address(r: _Reader, w: Mapping, key: str) -> tuple[str, int] | None:
         return None
     host, sep, port = str(value).rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not host or not port.isdigit() or not PORTS[0] <= int(port) <= PORTS[1]:
         raise r.fail(key, 'must be "host:port" (e.g. "127.0.0.1:9561" or "[::1]:9561")', value)
     return host, int(port)
 
@@ -401,7 +436,7 @@ def _worker_interfaces(r: _Reader, w: Mapping, domains: tuple[str, ...]) -> dict
         r.section(value, key, ("wg", "vx"), strict=True, name=domain)
         out[domain] = {}
         for kind in ("wg", "vx"):
-            name = r.str_(names, f"{key}.{kind}", None)
+            name = r.str_(names, f"{key}.{kind}", None)  # absent: the derived name
             if name is None:
                 continue
             problem = derive.ifname_problem(name)  # the same rule as the derived names
@@ -412,17 +447,17 @@ def _worker_interfaces(r: _Reader, w: Mapping, domains: tuple[str, ...]) -> dict
 
 
 def _worker(r: _Reader, data: Mapping, domains: tuple[str, ...] = ()) -> WorkerConfig:
-    w = r.section(data, "worker", _WORKER_KEYS, strict=True)
-    backend = w.get("backend", "auto")
+    w = r.section(data, "worker", _keys_of(WorkerConfig), strict=True)
+    backend = w.get("backend", default_of(WorkerConfig, "backend"))
     if backend not in WORKER_BACKENDS:
         raise r.fail("worker.backend", f"must be one of {', '.join(WORKER_BACKENDS)}", backend)
     return WorkerConfig(
         name=r.str_(w, "worker.name", None) or socket.gethostname(),  # what wgkex uses
         backend=backend,
-        journal=r.str_(w, "worker.journal", WorkerConfig.journal, optional=False),
-        reconcile_interval=r.int_(w, "worker.reconcile_interval", 300, 1),
-        stale_after=r.int_(w, "worker.stale_after", 10800, 1),
-        grace_period=r.int_(w, "worker.grace_period", 600, 0),
+        journal=r.str_(w, "worker.journal", WorkerConfig, optional=False),
+        reconcile_interval=r.int_(w, "worker.reconcile_interval", WorkerConfig, 1),
+        stale_after=r.int_(w, "worker.stale_after", WorkerConfig, 1),
+        grace_period=r.int_(w, "worker.grace_period", WorkerConfig, 0),
         static_peers=r.key_list(w, "worker.static_peers"),
         metrics_listen=_listen_address(r, w, "worker.metrics_listen"),
         interfaces=_worker_interfaces(r, w, domains),

@@ -11,6 +11,7 @@ import yaml
 from wgmesh.config import ConfigError, load_config, load_or_exit, parse_config, setup_logging
 
 KEY1 = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
+LOW_ORDER = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="  # u = 0: valid syntax, order 2
 BASE_CONFIG = {"domains": ["ffmuc_welt", "ffmuc_uml"], "domain_prefixes": ["ffmuc_"]}
 
 
@@ -182,3 +183,20 @@ def test_worker_interface_override_uses_the_kernel_name_rule(name, problem):
 def test_worker_interface_override_accepts_a_valid_name():
     cfg = make_config(worker={"interfaces": {"ffmuc_welt": {"wg": "wg-x12345678901"}}})
     assert cfg.worker.interfaces["ffmuc_welt"]["wg"] == "wg-x12345678901"
+
+
+@pytest.mark.parametrize(
+    ("section", "key_path"),
+    [
+        ({"worker": {"static_peers": [KEY1, LOW_ORDER]}}, "worker.static_peers[1]"),
+        ({"broker": {"blocklist": {"ffmuc_welt": [LOW_ORDER]}}}, "broker.blocklist.ffmuc_welt[0]"),
+        ({"broker": {"allowlist": {"ffmuc_uml": [LOW_ORDER]}}}, "broker.allowlist.ffmuc_uml[0]"),
+    ],
+)
+def test_low_order_key_in_a_key_list_is_named_as_such(section, key_path):
+    # The key has the right syntax, so "not a WireGuard public key (44 chars base64)" would send
+    # the reader looking for a typo; say what is wrong with it instead (as the broker's 400 does).
+    with pytest.raises(ConfigError) as err:
+        make_config(**section)
+    assert f"{key_path}: is a low-order Curve25519 point" in str(err.value)
+    assert "44 chars" not in str(err.value)
