@@ -135,7 +135,7 @@ class Config:
     warnings: tuple[str, ...] = ()
 
     def rule_for(self, domain: str) -> str:
-        return self.domain_rules.get(domain, "ffmuc")
+        return self.domain_rules.get(domain, derive.DEFAULT_RULE)
 
     def weight_of(self, worker: str) -> float:
         return self.workers.get(worker, _WorkerEntry.weight)

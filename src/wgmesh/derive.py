@@ -13,6 +13,7 @@ import ipaddress
 # "ffmuc": md5 over key + "\n" (FFMUC's client, wgkex); "gluon": upstream
 # gluon-mesh-vpn-wireguard hashes the bare key.
 RULES = ("ffmuc", "gluon")
+DEFAULT_RULE = "ffmuc"  # what a domain without an explicit rule uses
 VNI_SEED_KEYS = {"ffmuc": "gluon-mesh-vpn-vxlan", "gluon": "gluon-mesh-vxlan"}
 LINK_LOCAL_PREFIX = bytes.fromhex("fe80000000000000")
 
@@ -24,19 +25,19 @@ def _digest(key: str, rule: str) -> str:
     return hashlib.md5(data.encode(), usedforsecurity=False).hexdigest()
 
 
-def mac_from_key(key: str, rule: str = "ffmuc") -> str:
+def mac_from_key(key: str, rule: str = DEFAULT_RULE) -> str:
     h = _digest(key, rule)
     return "02:" + ":".join(h[i : i + 2] for i in range(0, 10, 2))
 
 
-def lladdr_from_key(key: str, rule: str = "ffmuc") -> ipaddress.IPv6Address:
+def lladdr_from_key(key: str, rule: str = DEFAULT_RULE) -> ipaddress.IPv6Address:
     """fe80::/64 address from the EUI-64 of the key's MAC (no U/L bit flip)."""
     h = _digest(key, rule)
     iid = bytes.fromhex("02" + h[0:4] + "fffe" + h[4:10])
     return ipaddress.IPv6Address(LINK_LOCAL_PREFIX + iid)
 
 
-def vni_from_seed(domain_seed: str, rule: str = "ffmuc") -> int:
+def vni_from_seed(domain_seed: str, rule: str = DEFAULT_RULE) -> int:
     """Gluon's domain_seed_bytes(key, 3) read as an integer (a 24-bit VNI).
 
     Gluon chains md5 rounds v_i = md5hex(v_{i-1} + key + lower(seed) + str(i)) until it
