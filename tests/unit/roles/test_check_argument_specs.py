@@ -1,8 +1,7 @@
-"""hack/check-argument-specs and hack/role-readme on small roles of their own, and on roles/."""
+"""hack/check_argument_specs.py and hack/role_readme.py on small roles of their own, and on roles/."""
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
 from pathlib import Path
 
@@ -13,15 +12,14 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def load_script(name: str):
-    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), str(REPO / "hack" / name))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
+    spec = importlib.util.spec_from_file_location(name, REPO / "hack" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
+    spec.loader.exec_module(module)
     return module
 
 
-check = load_script("check-argument-specs")
-readme = load_script("role-readme")
+check = load_script("check_argument_specs")
+readme = load_script("role_readme")
 
 
 def make_role(tmp_path: Path, defaults: dict, options: dict) -> Path:
