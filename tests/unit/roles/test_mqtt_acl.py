@@ -1,0 +1,95 @@
+"""The mqtt role's ACL template against the topic names of src/wgmesh/protocol.py.
+
+The template is a second runtime for the topic names: rendering it here and
+comparing every grant with protocol.py's constants keeps the two from drifting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+from ansible.plugins.filter.core import FilterModule
+
+from wgmesh import protocol
+
+ROLE = Path(__file__).resolve().parents[3] / "roles" / "mqtt"
+DOMAINS = ["ffmuc_welt", "ffmuc_uml"]
+
+
+def render_acl(**variables) -> str:
+    env = jinja2.Environment(
+        # autoescape off: the output is a mosquitto ACL file, as Ansible renders it (no HTML).
+        loader=jinja2.FileSystemLoader(ROLE / "templates"),
+        trim_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701
+    )
+    # Ansible's filters (bool, to_json, ...) where Jinja has none of its own.
+    for name, function in FilterModule().filters().items():
+        env.filters.setdefault(name, function)
+    internals = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    context = {"ansible_managed": "managed", "_mqtt_admin_user": internals["_mqtt_admin_user"], **variables}
+    # _mqtt_domain_names is itself a template in vars/main.yml: render it too.
+    context["_mqtt_domain_names"] = yaml.safe_load(env.from_string(internals["_mqtt_domain_names"]).render(context))
+    return env.get_template("wgmesh.acl.j2").render(context)
+
+
+def grants(acl: str) -> dict[str, set[tuple[str, str]]]:
+    """{user: {(access, topic)}} from an ACL file; lines outside a user block go under None."""
+    result: dict[str, set[tuple[str, str]]] = {}
+    user = None
+    for line in acl.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "user":
+            user = words[1]
+            result.setdefault(user, set())
+        else:
+            assert words[0] == "topic", f"only per-user topic grants are expected, got {line!r}"
+            result.setdefault(user, set()).add((words[1], words[2]))
+    return result
+
+
+@pytest.fixture
+def acl() -> dict[str, set[tuple[str, str]]]:
+    return grants(
+        render_acl(
+            # Domains as wgmesh_domains gives them (dicts) and as plain names.
+            mqtt_domains=[{"name": DOMAINS[0], "seed": "x"}, DOMAINS[1]],
+            mqtt_brokers=[{"name": "broker1", "client_id": "broker1-a"}, {"name": "broker2"}],
+            mqtt_gateways=[{"name": "gw1", "client_ids": ["gw1a", "gw1b"]}, {"name": "gw2"}],
+        )
+    )
+
+
+def test_broker_grants_are_the_protocol_topics(acl):
+    for name, client_id in (("broker1", "broker1-a"), ("broker2", "broker2")):
+        expected = {("write", protocol.topic_key(d)) for d in DOMAINS} | {
+            ("read", protocol.TOPIC_STATUS_SUB),
+            ("read", protocol.TOPIC_DATA_SUB),
+            ("read", protocol.TOPIC_METRICS_SUB),
+            ("readwrite", protocol.TOPIC_BROKER_SYNC.format(client_id=client_id)),
+        }
+        assert acl[name] == expected
+
+
+def test_gateway_grants_are_its_own_protocol_topics(acl):
+    for name in ("gw1", "gw2"):
+        expected = {("read", protocol.topic_key(d)) for d in DOMAINS} | {("write", protocol.topic_status(name))}
+        expected |= {("write", protocol.topic_data(name, d)) for d in DOMAINS}
+        expected |= {("write", protocol.topic_metrics(d, name)) for d in DOMAINS}
+        assert acl[name] == expected
+
+
+def test_nothing_is_granted_outside_a_user_block(acl):
+    assert None not in acl
+    assert set(acl) == {"broker1", "broker2", "gw1", "gw2", "wgmesh-mqtt-admin"}
+
+
+def test_gateway_may_not_publish_keys(acl):
+    for name in ("gw1", "gw2"):
+        assert not [t for access, t in acl[name] if access != "read" and t.startswith("wireguard/")]
