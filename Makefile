@@ -66,7 +66,7 @@ container-image: ## Build the Debian 12 container test image (only when its reci
 	hack/build-container-image
 
 .PHONY: lint
-lint: tools ## ruff, yamllint, ansible-lint (production profile), changelog fragments, host commands
+lint: tools ## ruff, yamllint, ansible-lint, changelog fragments, twins, host commands, role argument_specs/READMEs
 	ruff check .
 	ruff format --check .
 	yamllint --strict .
@@ -74,6 +74,8 @@ lint: tools ## ruff, yamllint, ansible-lint (production profile), changelog frag
 	antsibull-changelog lint
 	python hack/check_twins.py
 	python hack/check_host_commands.py
+	python hack/check_argument_specs.py
+	python hack/role_readme.py --check
 
 # ansible-test --requirements installs its own pins: keep them out of the main venv.
 # (--venv would fetch pip's bootstrap script, which may be unreachable; sanity-pip-bootstrap
