@@ -64,8 +64,8 @@ def missing_kernel_modules(*modules: str) -> str | None:
             return f"the {module} module is not loaded and modprobe is not installed (Debian package kmod); {VM_TIER}"
         probe = subprocess.run([modprobe, module], capture_output=True, text=True, check=False)
         if probe.returncode != 0:
-            error = probe.stderr.strip() or f"exit code {probe.returncode}"
-            return f"the kernel has no {module} module (modprobe: {error}); {VM_TIER}"
+            error = probe.stderr.strip() or f"modprobe {module}: exit code {probe.returncode}"
+            return f"the kernel has no {module} module ({error}); {VM_TIER}"
     return None
 
 
