@@ -12,17 +12,14 @@ import signal
 import threading
 
 import pytest
-from conftest import Mosquitto, free_port
-from test_broker_http import V1, exchange
-from worker_fixtures import (  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
-    PREFIX,
-    domain,
-    gateways,
-    new_key,
-    publisher,
-    start_workers,
-    wait_until,
-)
+
+from tests.support.broker import exchange
+from tests.support.gateway import PREFIX, start_workers
+from tests.support.keys import new_key
+from tests.support.mosquitto import Mosquitto
+from tests.support.net import free_port
+from tests.support.procs import wait_until
+from wgmesh.protocol import PATH_V1_EXCHANGE as V1
 
 
 class SlowSavingMosquitto(Mosquitto):
@@ -52,10 +49,10 @@ def mosquitto(tmp_path):  # overrides the conftest one for this module (the publ
 
 @pytest.mark.parametrize("worker_state", ["offline", "stalled"])
 def test_keys_answered_200_survive_a_mosquitto_sigkill(
-    gateways,  # noqa: F811
+    gateways,
     mosquitto,
-    publisher,  # noqa: F811
-    domain,  # noqa: F811
+    publisher,
+    domain,
     broker_factory,
     tmp_path,
     worker_state,
@@ -88,10 +85,10 @@ def test_keys_answered_200_survive_a_mosquitto_sigkill(
 
 
 def test_every_key_answered_200_survives_a_sigkill_in_the_middle_of_a_stream(
-    gateways,  # noqa: F811
+    gateways,
     mosquitto,
-    publisher,  # noqa: F811
-    domain,  # noqa: F811
+    publisher,
+    domain,
     broker_factory,
     tmp_path,
 ):
