@@ -47,6 +47,20 @@ def mosquitto(tmp_path):  # overrides the conftest one for this module (the publ
     mq.stop()
 
 
+def worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path):
+    """One gateway with its worker and a broker that keeps its keys on disk, both ready."""
+    (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
+    mosquitto.restart()  # saves the worker's session, as autosave does for a running mesh
+    broker = broker_factory(
+        mosquitto,
+        domains=[domain],
+        domain_prefixes=[PREFIX],
+        broker={"key_buffer": str(tmp_path / "state" / "broker-keys.jsonl")},
+    )
+    broker.wait_healthy()
+    return gw, broker
+
+
 @pytest.mark.parametrize("worker_state", ["offline", "stalled"])
 def test_keys_answered_200_survive_a_mosquitto_sigkill(
     gateways,
@@ -57,15 +71,7 @@ def test_keys_answered_200_survive_a_mosquitto_sigkill(
     tmp_path,
     worker_state,
 ):
-    (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
-    mosquitto.restart()  # saves the worker's session, as autosave does for a running mesh
-    broker = broker_factory(
-        mosquitto,
-        domains=[domain],
-        domain_prefixes=[PREFIX],
-        broker={"key_buffer": str(tmp_path / "state" / "broker-keys.jsonl")},
-    )
-    broker.wait_healthy()
+    gw, broker = worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path)
     if worker_state == "offline":
         gw.stop_worker()  # its session stays, mosquitto queues its keys (in memory only)
     else:
@@ -92,15 +98,7 @@ def test_every_key_answered_200_survives_a_sigkill_in_the_middle_of_a_stream(
     broker_factory,
     tmp_path,
 ):
-    (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
-    mosquitto.restart()  # saves the worker's session, as autosave does for a running mesh
-    broker = broker_factory(
-        mosquitto,
-        domains=[domain],
-        domain_prefixes=[PREFIX],
-        broker={"key_buffer": str(tmp_path / "state" / "broker-keys.jsonl")},
-    )
-    broker.wait_healthy()
+    gw, broker = worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path)
     answered: dict[str, int] = {}
     stop = threading.Event()
 
