@@ -4,7 +4,7 @@
 
 Everything real and local: mosquitto (persistence on) on 127.0.0.1, the broker process, two
 gateways in network namespaces (wireguard-go + VXLAN) each with a worker process, as the
-integration tests build them (tests/integration/services/worker_fixtures.py, conftest.py).
+integration tests build them (tests/support: mosquitto.py, broker.py, gateway.py).
 Keys are POSTed one after the other (v2, `--gap-ms` apart); a listener per gateway takes the
 kernel's route notifications and records when each node's /128 route appears (the worker
 sets the peer first, then the route). Latency = the later of the two gateways minus the moment
@@ -31,15 +31,13 @@ from machine import describe  # bench/machine.py: the machine line every benchma
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.support, shared with the tests
-# The mosquitto, broker and gateway fixtures still live beside the integration tests.
-sys.path.insert(1, str(HERE.parent / "tests" / "integration" / "services"))
 
-from conftest import BrokerProcess, Mosquitto  # noqa: E402
-from worker_fixtures import PREFIX, Gateway, Publisher, require_tools  # noqa: E402
-
+from tests.support.broker import BrokerProcess  # noqa: E402
+from tests.support.gateway import PREFIX, Gateway, Publisher, require_tools  # noqa: E402
 from tests.support.keys import new_key  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
 from tests.support.net import free_port, in_netns  # noqa: E402
-from tests.support.procs import wait_until  # noqa: E402
+from tests.support.procs import Unavailable, wait_until  # noqa: E402
 from wgmesh import derive  # noqa: E402
 from wgmesh.protocol import PATH_V2_EXCHANGE, topic_status  # noqa: E402
 from wgmesh.worker import rtnl_bulk  # noqa: E402
@@ -136,7 +134,7 @@ def main() -> int:
         return 2
     try:
         require_tools()
-    except BaseException as exc:  # pytest.skip outside pytest
+    except Unavailable as exc:
         print(f"missing tools: {exc}", file=sys.stderr)
         return 2
     print(f"machine: {describe()}")

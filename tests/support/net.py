@@ -36,12 +36,17 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.
     raise TimeoutError("nothing listening on %s:%d after %ss" % (host, port, timeout))
 
 
+def setns(fd: int, what: str = "") -> None:
+    """Move the calling thread into the network namespace open as ``fd``."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "setns %s: %s" % (what or fd, os.strerror(err)))
+
+
 def enter_netns(netns: str) -> None:
     """Move the calling thread into the named network namespace (/run/netns/<name>)."""
     with open("/run/netns/%s" % netns, "rb") as handle:
-        if _libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, "setns %s: %s" % (netns, os.strerror(err)))
+        setns(handle.fileno(), netns)
 
 
 def in_netns(netns: str, func, *args):

@@ -48,3 +48,12 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process: a cost that background load does not distort."""
     fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def out(*argv: str, input: str | None = None, check: bool = True) -> str:
+    """``run(...).stdout``: for the many callers that want only the command's text."""
+    return run(*argv, input=input, check=check).stdout
+
+
+class Unavailable(Exception):
+    """A tool or privilege the helper needs is missing; the message says which (tests skip on it)."""

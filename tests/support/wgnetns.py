@@ -15,13 +15,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.procs import run, terminate
+from tests.support.procs import Unavailable, run, terminate
 
 SOCKET_DIR = Path("/var/run/wireguard")
-
-
-class Unavailable(Exception):
-    """The interface cannot run where the tests run; the message says why (a missing tool, no root)."""
+__all__ = ["Unavailable", "WgNetns"]  # Unavailable: its callers import it from here
 
 
 class WgNetns:

@@ -19,15 +19,13 @@ def _connect(mq, **kw):
     return client, result
 
 
-def test_publish_survives_mosquitto_restart_with_persistent_session(mosquitto):
-    # A subscriber with a persistent session is away while a QoS 1 message is
-    # published and while mosquitto restarts; it must still get the message.
-    cfg = MqttConfig(broker_url=mosquitto.host, broker_port=mosquitto.port)
-    got: queue.Queue = queue.Queue()
+def _persistent_subscriber(mq, topic: str, got: queue.Queue):
+    """A connected QoS 1 subscriber with a fixed client id and a session kept across connections."""
+    cfg = MqttConfig(broker_url=mq.host, broker_port=mq.port)
     connected = threading.Event()
 
     def on_connect(c, u, flags, rc, props):
-        c.subscribe("t/#", qos=1)
+        c.subscribe(topic, qos=1)
         connected.set()
 
     sub = mqtt.make_client(cfg, client_id="h5-fixture-sub", clean_start=False)
@@ -35,7 +33,15 @@ def test_publish_survives_mosquitto_restart_with_persistent_session(mosquitto):
     sub.on_message = lambda c, u, msg: got.put(msg.payload)
     mqtt.connect_async(sub, cfg)
     sub.loop_start()
-    assert connected.wait(10)
+    assert connected.wait(10), "subscriber could not connect to mosquitto"
+    return sub
+
+
+def test_publish_survives_mosquitto_restart_with_persistent_session(mosquitto):
+    # A subscriber with a persistent session is away while a QoS 1 message is
+    # published and while mosquitto restarts; it must still get the message.
+    got: queue.Queue = queue.Queue()
+    sub = _persistent_subscriber(mosquitto, "t/#", got)
     sub.disconnect()
     sub.loop_stop()
 
@@ -50,12 +56,7 @@ def test_publish_survives_mosquitto_restart_with_persistent_session(mosquitto):
     mosquitto.restart()
     assert mosquitto.running
 
-    connected.clear()
-    sub2 = mqtt.make_client(cfg, client_id="h5-fixture-sub", clean_start=False)
-    sub2.on_connect = on_connect
-    sub2.on_message = lambda c, u, msg: got.put(msg.payload)
-    mqtt.connect_async(sub2, cfg)
-    sub2.loop_start()
+    sub2 = _persistent_subscriber(mosquitto, "t/#", got)
     try:
         assert got.get(timeout=10) == b"kept"
     finally:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-import os
 import queue
 import resource
 import shutil
@@ -17,21 +15,14 @@ import time
 
 import pytest
 
+from tests.support.broker import exchange
+from tests.support.keys import new_key
 from wgmesh import mqtt
 from wgmesh.config import MqttConfig
+from wgmesh.protocol import PATH_V1_EXCHANGE, PATH_V2_EXCHANGE
 
-V1 = "/api/v1/wg/key/exchange"
-V2 = "/api/v2/wg/key/exchange"
+V1, V2 = PATH_V1_EXCHANGE, PATH_V2_EXCHANGE
 GW_KEY = "o52Ge+Rpj4CUSitVag9mS7pSXUesNM0ESnvj/wwehkg="
-
-
-def new_key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
-
-
-def exchange(broker, path: str, domain: str, key: str, headers: dict | None = None) -> tuple[int, dict]:
-    body = json.dumps({"domain": domain, "public_key": key}).encode()
-    return broker.request("POST", path, body, headers)
 
 
 class Subscriber:

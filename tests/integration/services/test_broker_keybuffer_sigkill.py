@@ -12,17 +12,14 @@ import signal
 import threading
 
 import pytest
-from conftest import Mosquitto, free_port
-from test_broker_http import V1, exchange
-from worker_fixtures import (  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
-    PREFIX,
-    domain,
-    gateways,
-    new_key,
-    publisher,
-    start_workers,
-    wait_until,
-)
+
+from tests.support.broker import exchange
+from tests.support.gateway import PREFIX, start_workers
+from tests.support.keys import new_key
+from tests.support.mosquitto import Mosquitto
+from tests.support.net import free_port
+from tests.support.procs import wait_until
+from wgmesh.protocol import PATH_V1_EXCHANGE as V1
 
 
 class SlowSavingMosquitto(Mosquitto):
@@ -50,16 +47,8 @@ def mosquitto(tmp_path):  # overrides the conftest one for this module (the publ
     mq.stop()
 
 
-@pytest.mark.parametrize("worker_state", ["offline", "stalled"])
-def test_keys_answered_200_survive_a_mosquitto_sigkill(
-    gateways,  # noqa: F811
-    mosquitto,
-    publisher,  # noqa: F811
-    domain,  # noqa: F811
-    broker_factory,
-    tmp_path,
-    worker_state,
-):
+def worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path):
+    """One gateway with its worker and a broker that keeps its keys on disk, both ready."""
     (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
     mosquitto.restart()  # saves the worker's session, as autosave does for a running mesh
     broker = broker_factory(
@@ -69,6 +58,20 @@ def test_keys_answered_200_survive_a_mosquitto_sigkill(
         broker={"key_buffer": str(tmp_path / "state" / "broker-keys.jsonl")},
     )
     broker.wait_healthy()
+    return gw, broker
+
+
+@pytest.mark.parametrize("worker_state", ["offline", "stalled"])
+def test_keys_answered_200_survive_a_mosquitto_sigkill(
+    gateways,
+    mosquitto,
+    publisher,
+    domain,
+    broker_factory,
+    tmp_path,
+    worker_state,
+):
+    gw, broker = worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path)
     if worker_state == "offline":
         gw.stop_worker()  # its session stays, mosquitto queues its keys (in memory only)
     else:
@@ -88,22 +91,14 @@ def test_keys_answered_200_survive_a_mosquitto_sigkill(
 
 
 def test_every_key_answered_200_survives_a_sigkill_in_the_middle_of_a_stream(
-    gateways,  # noqa: F811
+    gateways,
     mosquitto,
-    publisher,  # noqa: F811
-    domain,  # noqa: F811
+    publisher,
+    domain,
     broker_factory,
     tmp_path,
 ):
-    (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
-    mosquitto.restart()  # saves the worker's session, as autosave does for a running mesh
-    broker = broker_factory(
-        mosquitto,
-        domains=[domain],
-        domain_prefixes=[PREFIX],
-        broker={"key_buffer": str(tmp_path / "state" / "broker-keys.jsonl")},
-    )
-    broker.wait_healthy()
+    gw, broker = worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path)
     answered: dict[str, int] = {}
     stop = threading.Event()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from test_broker_http import V1, exchange, new_key
+from tests.support.broker import exchange
+from tests.support.keys import new_key
+from wgmesh.protocol import PATH_V1_EXCHANGE as V1
 
 # The documented broker ACL with a typo in the key topic: mosquitto refuses every key.
 TYPO_ACL = (

@@ -6,19 +6,13 @@ while a worker is away would be queued for nobody.
 
 from __future__ import annotations
 
-from worker_fixtures import (  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
-    domain,
-    gateways,
-    new_key,
-    publisher,
-    start_workers,
-    wait_until,
-)
-
+from tests.support.gateway import start_workers
+from tests.support.keys import new_key
+from tests.support.procs import wait_until
 from wgmesh import protocol
 
 
-def test_keys_published_while_the_worker_is_down_arrive_after_it_returns(gateways, mosquitto, publisher, domain):  # noqa: F811
+def test_keys_published_while_the_worker_is_down_arrive_after_it_returns(gateways, mosquitto, publisher, domain):
     (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
     gw.stop_worker()  # a clean MQTT 5 DISCONNECT: the session ends unless it has an expiry
     wait_until(lambda: publisher.retained.get(protocol.topic_status(gw.name)) == "0", what="worker offline")

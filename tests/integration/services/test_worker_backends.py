@@ -13,8 +13,9 @@ import os
 import sys
 
 import pytest
-from worker_fixtures import gateways, missing_kernel_modules, run  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
 
+from tests.support.gateway import missing_kernel_modules
+from tests.support.procs import out, run
 from wgmesh import derive
 from wgmesh.worker.backend import InterfaceMissing
 from wgmesh.worker.kernel import KernelBackend
@@ -26,7 +27,7 @@ def fake_keys(n: int, salt: str = "") -> list[str]:
     return [base64.b64encode(hashlib.sha256(f"{salt}{i}".encode()).digest()).decode() for i in range(n)]
 
 
-def test_userspace_backend_batch_add_dump_and_remove(gateways):  # noqa: F811
+def test_userspace_backend_batch_add_dump_and_remove(gateways):
     gw = gateways(vxlan=False)
     backend = UapiBackend()
     keys = fake_keys(300, gw.id)
@@ -51,7 +52,7 @@ def test_userspace_backend_batch_add_dump_and_remove(gateways):  # noqa: F811
     assert set(backend.device(gw.wg).peers) == set(keys[100:])
 
 
-def test_auto_selects_userspace_for_wireguard_go_and_reports_missing_interfaces(gateways):  # noqa: F811
+def test_auto_selects_userspace_for_wireguard_go_and_reports_missing_interfaces(gateways):
     gw = gateways(vxlan=False)
     selector = BackendSelector("auto")
     # the worker runs inside the gateway's namespace; so does this check
@@ -84,7 +85,7 @@ def test_kernel_backend_batch_add_dump_and_remove(tmp_path):
         run("ip", "-n", netns, "link", "add", ifname, "type", "wireguard")
         keyfile = tmp_path / "k"
         keyfile.touch(mode=0o600)
-        keyfile.write_text(run("wg", "genkey"))
+        keyfile.write_text(out("wg", "genkey"))
         run("ip", "netns", "exec", netns, "wg", "set", ifname, "private-key", str(keyfile), "listen-port", "51820")
         script = (
             "import json, sys\n"
@@ -96,10 +97,10 @@ def test_kernel_backend_batch_add_dump_and_remove(tmp_path):
             "print(json.dumps([d.listen_port, d.public_key, n1, sorted(b.device('wg-kern').peers)]))\n"
         )
         keys = fake_keys(600, "kernel")  # several dump messages (~90 peers each)
-        out = run("ip", "netns", "exec", netns, sys.executable, "-c", script, json.dumps(keys))
-        port, public, count, left = json.loads(out)
+        dumped = out("ip", "netns", "exec", netns, sys.executable, "-c", script, json.dumps(keys))
+        port, public, count, left = json.loads(dumped)
         assert port == 51820
-        assert public == run("wg", "pubkey", input=keyfile.read_text()).strip()
+        assert public == out("wg", "pubkey", input=keyfile.read_text()).strip()
         assert count == 600
         assert left == sorted(keys[100:])
         assert KernelBackend.name == "kernel"
@@ -107,7 +108,7 @@ def test_kernel_backend_batch_add_dump_and_remove(tmp_path):
         run("ip", "netns", "del", netns, check=False)
 
 
-def test_links_bulk_add_read_and_tolerant_removal(gateways):  # noqa: F811
+def test_links_bulk_add_read_and_tolerant_removal(gateways):
     gw = gateways()
     keys = fake_keys(500, "links" + gw.id)
     script = (

@@ -1,7 +1,7 @@
 """Broker and workers end to end: keys POSTed over HTTP appear on both gateways.
 
 The real broker process (`broker_factory` from conftest.py), a real mosquitto, and two
-workers in network namespaces with wireguard-go and VXLAN (worker_fixtures.py).
+workers in network namespaces with wireguard-go and VXLAN (tests/support/gateway.py).
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import secrets
 import threading
 import time
 
-from worker_fixtures import PREFIX, Publisher, gateways, new_key, start_workers, wait_until  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
-
+from tests.support.gateway import PREFIX, Publisher, start_workers
+from tests.support.keys import new_key
+from tests.support.procs import wait_until
 from wgmesh import derive
 from wgmesh.protocol import PATH_V1_EXCHANGE, PATH_V2_EXCHANGE
 
 
-def test_keys_posted_to_the_broker_reach_both_workers(gateways, mosquitto, broker_factory):  # noqa: F811
+def test_keys_posted_to_the_broker_reach_both_workers(gateways, mosquitto, broker_factory):
     domain = f"{PREFIX}{secrets.token_hex(3)}"
     publisher = Publisher(mosquitto.port)  # only watches the retained worker topics here
     try:
@@ -58,7 +59,7 @@ def test_keys_posted_to_the_broker_reach_both_workers(gateways, mosquitto, broke
 
 
 def test_every_key_answered_200_reaches_both_workers_across_a_mosquitto_restart(
-    gateways,  # noqa: F811
+    gateways,
     mosquitto,
     broker_factory,
 ):

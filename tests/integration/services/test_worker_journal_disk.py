@@ -2,7 +2,7 @@
 directory made read-only in the worker's mount namespace (EROFS), both real.
 
 Real mosquitto (its in-flight window of 20 unacknowledged messages per client is what turned
-one failed write into a stall) and wireguard-go in a namespace, from worker_fixtures.
+one failed write into a stall) and wireguard-go in a namespace, from tests/support/gateway.py.
 """
 
 from __future__ import annotations
@@ -13,15 +13,10 @@ import json
 import sys
 
 import pytest
-from worker_fixtures import (  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
-    domain,
-    gateways,
-    new_key,
-    publisher,
-    run,
-    start_workers,
-    wait_until,
-)
+
+from tests.support.gateway import start_workers
+from tests.support.keys import new_key
+from tests.support.procs import run, wait_until
 
 METRICS = "127.0.0.1:9561"  # inside the gateway's own namespace
 FETCH = """
@@ -119,10 +114,10 @@ def journal_keys(path) -> set[str]:
 
 
 def test_a_refused_journal_write_does_not_stall_the_worker_and_the_journal_catches_up(
-    gateways,  # noqa: F811
+    gateways,
     mosquitto,
-    publisher,  # noqa: F811
-    domain,  # noqa: F811
+    publisher,
+    domain,
     journal_fault,
 ):
     journal = journal_fault.path / "journal.json"

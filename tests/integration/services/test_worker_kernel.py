@@ -11,38 +11,28 @@ changes only that thread). Nothing is mocked.
 from __future__ import annotations
 
 import base64
-import ctypes
 import hashlib
 import ipaddress
 import os
 import secrets
 import shutil
-import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from worker_fixtures import missing_kernel_modules
 
+from tests.support.gateway import missing_kernel_modules
+from tests.support.net import in_netns
+from tests.support.procs import out, wait_until
 from wgmesh import derive
 from wgmesh.worker import reconcile
 from wgmesh.worker.backend import InterfaceMissing
 from wgmesh.worker.kernel import KernelBackend, _BatchWireGuard, read_consistent_dump
 from wgmesh.worker.links import Links
 
-CLONE_NEWNET = 0x40000000
 VNI = 4831583
 PEERS = 1200  # a dump of these spans several netlink messages (7 on Debian 12's 6.1 kernel)
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def run(*args: str, check: bool = True, input: str | None = None) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True, input=input, check=False)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
 
 
 def _missing_requirement() -> str | None:
@@ -52,40 +42,6 @@ def _missing_requirement() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} not installed (Debian packages iproute2, wireguard-tools)"
     return missing_kernel_modules("wireguard", "vxlan")
-
-
-def in_netns(netns: str, func, *args):
-    """Run func(*args) in a thread inside `netns`; return its result or raise its exception."""
-    outcome = {}
-
-    def target() -> None:
-        try:
-            with open(f"/run/netns/{netns}", "rb") as handle:
-                if _libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            outcome["value"] = func(*args)
-        except BaseException as exc:  # pylint: disable=broad-exception-caught  # handed to the caller
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-def wait_for(check, what: str, timeout: float = 60.0):
-    """Poll for an eventual state (the timeout only bounds a hang, it measures nothing)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not seen within {timeout} s")
-        time.sleep(0.5)
 
 
 def fake_keys(n: int, salt: str) -> list[str]:
@@ -106,21 +62,21 @@ class KernelGateway:
     listen_port: int = 51820
 
     def ip(self, *args: str, check: bool = True) -> str:
-        return run("ip", "-n", self.netns, *args, check=check)
+        return out("ip", "-n", self.netns, *args, check=check)
 
     def exec(self, *args: str, check: bool = True, input: str | None = None) -> str:
-        return run("ip", "netns", "exec", self.netns, *args, check=check, input=input)
+        return out("ip", "netns", "exec", self.netns, *args, check=check, input=input)
 
     @property
     def public_key(self) -> str:
-        return run("wg", "pubkey", input=self.keyfile.read_text()).strip()
+        return out("wg", "pubkey", input=self.keyfile.read_text()).strip()
 
     @property
     def lladdr(self) -> ipaddress.IPv6Address:
         return lladdr(self.public_key)
 
     def create(self, vxlan: bool = True) -> None:
-        run("ip", "netns", "add", self.netns)
+        out("ip", "netns", "add", self.netns)
         self.ip("link", "set", "lo", "up")
         self.ip("link", "add", self.wg, "type", "wireguard")
         self.exec("wg", "set", self.wg, "private-key", str(self.keyfile), "listen-port", str(self.listen_port))
@@ -144,13 +100,13 @@ class KernelGateway:
         return peers
 
     def routes(self) -> set[ipaddress.IPv6Address]:
-        out = self.ip("-6", "route", "show", "dev", self.wg)
-        return {ipaddress.IPv6Address(line.split()[0].split("/")[0]) for line in out.splitlines() if "/" not in line}
+        text = self.ip("-6", "route", "show", "dev", self.wg)
+        return {ipaddress.IPv6Address(line.split()[0].split("/")[0]) for line in text.splitlines() if "/" not in line}
 
     def fdb(self) -> set[ipaddress.IPv6Address]:
-        out = run("bridge", "-n", self.netns, "fdb", "show", "dev", self.vx)
+        text = out("bridge", "-n", self.netns, "fdb", "show", "dev", self.vx)
         found = set()
-        for line in out.splitlines():
+        for line in text.splitlines():
             words = line.split()
             if words[0] == "00:00:00:00:00:00" and "dst" in words and f"via {self.wg}" in line:
                 found.add(ipaddress.IPv6Address(words[words.index("dst") + 1]))
@@ -169,7 +125,7 @@ def kernel_gateway(tmp_path):
         gid = secrets.token_hex(3)
         keyfile = tmp_path / f"{gid}.key"
         keyfile.touch(mode=0o600)
-        keyfile.write_text(run("wg", "genkey"))
+        keyfile.write_text(out("wg", "genkey"))
         gw = KernelGateway(netns=f"h7-{gid}", wg=f"wg-{gid}", vx=f"vx-{gid}", keyfile=keyfile)
         made.append(gw)
         gw.create(vxlan=vxlan)
@@ -177,7 +133,7 @@ def kernel_gateway(tmp_path):
 
     yield factory
     for gw in made:
-        run("ip", "netns", "del", gw.netns, check=False)
+        out("ip", "netns", "del", gw.netns, check=False)
 
 
 def test_batch_add_of_many_peers_reads_back_complete_over_many_dump_messages(kernel_gateway):
@@ -332,7 +288,7 @@ def test_stale_selection_keys_on_real_kernel_handshakes(kernel_gateway):
     is kept, the ones that never shook hands go; later the handshaken one goes too."""
     a, b = kernel_gateway(vxlan=False), kernel_gateway(vxlan=False)
     veth_a, veth_b = f"ve-{a.netns[-6:]}", f"ve-{b.netns[-6:]}"
-    run("ip", "link", "add", veth_a, "netns", a.netns, "type", "veth", "peer", veth_b, "netns", b.netns)
+    out("ip", "link", "add", veth_a, "netns", a.netns, "type", "veth", "peer", veth_b, "netns", b.netns)
     for gw, veth, underlay in ((a, veth_a, "192.0.2.1/24"), (b, veth_b, "192.0.2.2/24")):
         gw.ip("address", "add", underlay, "dev", veth)
         gw.ip("link", "set", veth, "up")
@@ -352,7 +308,7 @@ def test_stale_selection_keys_on_real_kernel_handshakes(kernel_gateway):
         peers = in_netns(a.netns, backend.device, a.wg).peers
         return peers if peers[b.public_key].last_handshake > 0 else None
 
-    peers = wait_for(shaken_hands, "a handshake between the two kernel interfaces")
+    peers = wait_until(shaken_hands, timeout=60, interval=0.5, what="a handshake between the two kernel interfaces")
     handshake = peers[b.public_key].last_handshake
     assert started - 1 <= handshake <= time.time() + 1, "the kernel's handshake time is wall-clock seconds"
     assert all(peers[k].last_handshake == 0 for k in idle)

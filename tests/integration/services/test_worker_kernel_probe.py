@@ -9,8 +9,8 @@ FileNotFoundError: 'modprobe'. Here the probe runs with a PATH that has the othe
 import os
 
 import pytest
-import test_worker_backends
-import test_worker_kernel
+
+from tests.integration.services import test_worker_backends, test_worker_kernel
 
 VM_TIER = "runs in the VM tier: molecule/worker-kernel-vm"
 

@@ -14,21 +14,14 @@ import threading
 import time
 
 import yaml
-from worker_fixtures import (  # noqa: F401 (pytest fixtures)  # pylint: disable=unused-import
-    PREFIX,
-    Publisher,
-    domain,
-    gateways,
-    new_key,
-    publisher,
-    start_workers,
-    wait_until,
-)
 
+from tests.support.gateway import PREFIX, Publisher, start_workers
+from tests.support.keys import new_key
+from tests.support.procs import wait_until
 from wgmesh import derive, protocol
 
 
-def test_keys_become_peers_routes_and_fdb_on_two_workers(gateways, mosquitto, publisher, domain):  # noqa: F811
+def test_keys_become_peers_routes_and_fdb_on_two_workers(gateways, mosquitto, publisher, domain):
     pair = start_workers(gateways, mosquitto, publisher, domain)
     keys = [new_key() for dummy in range(25)]
     publisher.keys(domain, [*keys[:10], "not-a-key", keys[0] + "\n", *keys[10:]])
@@ -57,7 +50,7 @@ def journal_keys(gw, dom: str) -> set[str]:
         return set()
 
 
-def test_keys_published_while_a_worker_is_dead_are_applied_after_restart(gateways, mosquitto, publisher, domain):  # noqa: F811
+def test_keys_published_while_a_worker_is_dead_are_applied_after_restart(gateways, mosquitto, publisher, domain):
     a, b = start_workers(gateways, mosquitto, publisher, domain)
     first = [new_key() for dummy in range(5)]
     publisher.keys(domain, first)
@@ -75,7 +68,7 @@ def test_keys_published_while_a_worker_is_dead_are_applied_after_restart(gateway
     assert publisher.retained.get(protocol.topic_status(b.name)) == "1"
 
 
-def test_mosquitto_restart_mid_stream_loses_nothing(gateways, mosquitto, publisher, domain):  # noqa: F811
+def test_mosquitto_restart_mid_stream_loses_nothing(gateways, mosquitto, publisher, domain):
     pair = start_workers(gateways, mosquitto, publisher, domain)
     keys = [new_key() for dummy in range(200)]
     errors: queue.Queue = queue.Queue()
@@ -104,7 +97,7 @@ def test_mosquitto_restart_mid_stream_loses_nothing(gateways, mosquitto, publish
         wait_until(lambda gw=gw: gw.has_all(keys), timeout=60, what=f"all 200 keys on {gw.wg}\n{gw.log_text()}")
 
 
-def test_reconcile_restores_kernel_state_from_the_journal(gateways, mosquitto, publisher, domain):  # noqa: F811
+def test_reconcile_restores_kernel_state_from_the_journal(gateways, mosquitto, publisher, domain):
     (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1, reconcile_interval=1)
     keys = [new_key() for dummy in range(6)]
     publisher.keys(domain, keys)
@@ -127,7 +120,7 @@ def test_reconcile_restores_kernel_state_from_the_journal(gateways, mosquitto, p
     wait_until(lambda: gw.has_all(keys), what=f"journal replay on start\n{gw.log_text()}")
 
 
-def test_stale_peers_are_removed_but_static_and_fresh_ones_stay(gateways, mosquitto, publisher, domain):  # noqa: F811
+def test_stale_peers_are_removed_but_static_and_fresh_ones_stay(gateways, mosquitto, publisher, domain):
     static = new_key()
     (gw,) = start_workers(
         gateways,
@@ -158,7 +151,7 @@ def test_stale_peers_are_removed_but_static_and_fresh_ones_stay(gateways, mosqui
     assert gw.worker_proc.poll() is None
 
 
-def test_authenticated_session_metrics_and_a_clear_error_for_a_wrong_password(gateways, mosquitto_factory, domain):  # noqa: F811
+def test_authenticated_session_metrics_and_a_clear_error_for_a_wrong_password(gateways, mosquitto_factory, domain):
     mq = mosquitto_factory(users={"gw": "s3cret", "pub": "pub-pw"})
     good, bad = gateways(), gateways()
     good.write_config(domain, PREFIX, 1883, metrics_listen="127.0.0.1:9561")
@@ -190,7 +183,7 @@ def test_authenticated_session_metrics_and_a_clear_error_for_a_wrong_password(ga
         watcher.close()
 
 
-def test_a_low_order_key_published_to_the_worker_is_ignored(gateways, mosquitto, publisher, domain):  # noqa: F811
+def test_a_low_order_key_published_to_the_worker_is_ignored(gateways, mosquitto, publisher, domain):
     (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
     zero = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="  # the all-zero Curve25519 point
     keys = [new_key() for dummy in range(3)]

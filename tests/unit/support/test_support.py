@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.freifunk.wgmesh.plugins.module_utils._wgkey import key_problem
 from tests.support.keys import new_key
 from tests.support.net import free_port, in_netns, wait_for_port
-from tests.support.procs import cpu_seconds, run, terminate, wait_until
+from tests.support.procs import cpu_seconds, out, run, terminate, wait_until
 
 
 def test_free_port_can_be_bound_and_waited_for():
@@ -77,3 +77,10 @@ def test_in_netns_runs_in_the_namespace_and_leaves_the_caller_where_it_was(netns
     assert inode() == before
     with pytest.raises(ZeroDivisionError):
         in_netns(netns, lambda: 1 / 0)
+
+
+def test_out_is_the_commands_text_and_fails_like_run():
+    assert out(sys.executable, "-c", "print('hi')") == "hi\n"
+    assert out(sys.executable, "-c", "import sys; print(sys.stdin.read().upper())", input="key") == "KEY\n"
+    with pytest.raises(RuntimeError, match=r"failed \(rc=3\)"):
+        out(sys.executable, "-c", "raise SystemExit(3)")

@@ -1,20 +1,18 @@
-"""Worker integration fixtures: gateways in network namespaces with wireguard-go and VXLAN.
+"""Gateways in network namespaces with wireguard-go and VXLAN, a worker in each, and an MQTT publisher.
 
 Each `Gateway` is a namespace `h6-<id>` holding a wireguard-go interface `wg-<id>` (with its
 private key, listen port and link-local address, like the gateway role sets it up) and a VXLAN
 device `vx-<id>` over it. Names carry a random id: wireguard-go's sockets
-(/var/run/wireguard/<if>.sock) are global to the host, and other engineers run tests at the
-same time. The worker runs inside the namespace (`ip netns exec`); mosquitto listens on the
-host's loopback, which a namespace cannot reach, so a small relay listens on 127.0.0.1 inside
-the namespace and forwards to the host's mosquitto. Everything is removed by PID / name at
-teardown, also when a test fails.
+(/var/run/wireguard/<if>.sock) are global to the host, and several test runs may share it.
+The worker runs inside the namespace (`ip netns exec`); mosquitto listens on the host's
+loopback, which a namespace cannot reach, so a small relay listens on 127.0.0.1 inside the
+namespace and forwards to the host's mosquitto. Everything is removed by PID / name in
+`destroy()`. Used by the services tests (the `gateways` fixture) and by bench/.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
@@ -23,28 +21,27 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import yaml
-from conftest import terminate  # the services conftest's one stop-a-process rule
 
+from tests.support.net import setns
+from tests.support.procs import Unavailable, out, run, terminate, wait_until
 from wgmesh import derive, mqtt, protocol
 from wgmesh.config import MqttConfig
 
-CLONE_NEWNET = 0x40000000
 WORKER_BIN = str(Path(sys.executable).with_name("wgmesh-worker"))
-_libc = ctypes.CDLL(None, use_errno=True)
+PREFIX = "t_"  # test domains t_<hex>; interface names come from worker.interfaces
 
 
 def require_tools() -> None:
+    """Raise Unavailable unless this host can run gateways (tools and root)."""
     for tool in ("wireguard-go", "wg", "ip", "bridge"):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed (Debian packages wireguard-go, wireguard-tools, iproute2)")
+            raise Unavailable(f"{tool} not installed (Debian packages wireguard-go, wireguard-tools, iproute2)")
     if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
+        raise Unavailable("network namespaces need root")
 
 
 VM_TIER = "runs in the VM tier: molecule/worker-kernel-vm"
@@ -69,31 +66,6 @@ def missing_kernel_modules(*modules: str) -> str | None:
     return None
 
 
-def run(*args: str, check: bool = True, input: str | None = None) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True, input=input, check=False)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
-    """Poll for an eventual state (correctness, not speed: the timeout only bounds a hang)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
 class Relay:
     """TCP relay: 127.0.0.1:<port> inside a namespace -> 127.0.0.1:<target> on the host."""
 
@@ -109,12 +81,12 @@ class Relay:
             host_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
             ns = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
             try:
-                _setns(ns)
+                setns(ns, netns)
                 self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 self.sock.bind(("127.0.0.1", port))
                 self.sock.listen(64)
-                _setns(host_ns)  # connections to mosquitto leave from the host namespace
+                setns(host_ns, "of the host")  # connections to mosquitto leave from the host namespace
             except BaseException as exc:
                 error.append(exc)
                 return
@@ -204,8 +176,8 @@ class Gateway:
         wait_until(lambda: Path(f"/var/run/wireguard/{self.wg}.sock").exists(), 10, what=f"{self.wg} socket")
         keyfile = self.workdir / f"{self.wg}.key"
         keyfile.touch(mode=0o600)
-        keyfile.write_text(run("wg", "genkey"))
-        self.public_key = run("wg", "pubkey", input=keyfile.read_text()).strip()
+        keyfile.write_text(out("wg", "genkey"))
+        self.public_key = out("wg", "pubkey", input=keyfile.read_text()).strip()
         self.listen_port = 40000 + secrets.randbelow(20000)  # inside our own namespace only
         self.ns("wg", "set", self.wg, "private-key", str(keyfile), "listen-port", str(self.listen_port))
         self.lladdr = str(derive.lladdr_from_key(self.public_key))
@@ -217,7 +189,7 @@ class Gateway:
             self.ns("ip", "link", "set", self.vx, "up")
 
     def ns(self, *args: str, check: bool = True) -> str:
-        return run("ip", "netns", "exec", self.netns, *args, check=check)
+        return out("ip", "netns", "exec", self.netns, *args, check=check)
 
     def destroy(self) -> None:
         self.stop_worker(hard=True)
@@ -312,32 +284,6 @@ class Gateway:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
 
-@pytest.fixture
-def gateways(tmp_path):
-    """factory(vxlan=True) -> a fresh Gateway; all torn down at the end."""
-    require_tools()
-    made: list[Gateway] = []
-
-    def factory(vxlan: bool = True) -> Gateway:
-        gw = Gateway(id=secrets.token_hex(3), workdir=tmp_path)
-        made.append(gw)
-        gw.create(vxlan=vxlan)
-        return gw
-
-    yield factory
-    for gw in made:
-        gw.destroy()
-
-
-# --- MQTT side: keys in, retained worker topics out --------------------------------------
-
-PREFIX = "t_"  # test domains t_<hex>; interface names come from worker.interfaces
-
-
-def new_key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
-
-
 class Publisher:
     """A QoS 1 publisher with a persistent session (as the broker is), on the host."""
 
@@ -365,18 +311,6 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@pytest.fixture
-def publisher(mosquitto):
-    pub = Publisher(mosquitto.port)
-    yield pub
-    pub.close()
-
-
-@pytest.fixture
-def domain():
-    return f"{PREFIX}{secrets.token_hex(3)}"
 
 
 def start_workers(gateways, mosquitto, publisher, domain, count=2, **worker):
