@@ -17,19 +17,19 @@ import grp
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from mqtt_role import ROLE, render, variables, write_password_file
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.integration.roles.mqtt_role import ROLE, render, variables, write_password_file
+from tests.support.net import free_port, wait_for_port
+from tests.support.procs import terminate
 from wgmesh import protocol
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -44,12 +44,6 @@ PATIENCE_S = 120
 pytestmark = pytest.mark.skipif(
     not Path(MOSQUITTO).exists(), reason="mosquitto not installed (Debian package mosquitto)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def role_files(workdir: Path, **overrides) -> dict:
@@ -84,21 +78,15 @@ def mosquitto(tmp_path):
     def start(conf: Path, port: int) -> subprocess.Popen:
         proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         started.append(proc)
-        deadline = time.monotonic() + PATIENCE_S
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return proc
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not listen"
-                time.sleep(0.05)
+        try:
+            wait_for_port("127.0.0.1", port, timeout=PATIENCE_S, proc=proc)
+        except RuntimeError:
+            pytest.fail(proc.stderr.read().decode())
+        return proc
 
     yield start
     for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait()
+        terminate(proc)
         proc.stderr.close()
 
 
