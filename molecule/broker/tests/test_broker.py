@@ -30,7 +30,8 @@ def _post(host, body):
         "try:\n    r = u.urlopen(req); print(r.status); print(r.read().decode())\n"
         "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
     )
-    status, _, text = host.check_output(f"python3 -c {json.dumps(script)} {json.dumps(json.dumps(body))}").partition("\n")
+    output = host.check_output(f"python3 -c {json.dumps(script)} {json.dumps(json.dumps(body))}")
+    status, _, text = output.partition("\n")
     return int(status), text
 
 

@@ -54,14 +54,19 @@ def test_no_secret_in_the_unit_files_or_the_journal(host):
 
 
 def test_broker_health(host):
-    reply = json.loads(host.check_output("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1/health').read().decode())\""))
+    reply = json.loads(
+        host.check_output(
+            "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1/health').read().decode())\""
+        )
+    )
     assert reply["status"] == "ok"
 
 
 def _post(host, path, body):
     script = (
         "import json, sys, urllib.request as u, urllib.error as e\n"
-        f"req = u.Request('http://127.0.0.1{path}', data=sys.argv[1].encode(), headers={{'Content-Type': 'application/json'}})\n"
+        f"req = u.Request('http://127.0.0.1{path}', data=sys.argv[1].encode(),"
+        " headers={'Content-Type': 'application/json'})\n"
         "try:\n    r = u.urlopen(req); print(r.status); print(r.read().decode())\n"
         "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
     )

@@ -47,13 +47,12 @@ def _inventory(tmp_path: Path, host_vars: dict | None = None, **group_vars) -> P
 
 def _preflight(tmp_path: Path, role: str, hosts: str, inventory: Path) -> subprocess.CompletedProcess:
     playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        yaml.safe_dump([{"name": "Preflight", "hosts": hosts, "gather_facts": False, "roles": [f"freifunk.wgmesh.{role}"]}])
-    )
+    play = {"name": "Preflight", "hosts": hosts, "gather_facts": False, "roles": [f"freifunk.wgmesh.{role}"]}
+    playbook.write_text(yaml.safe_dump([play]))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)]
     return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook),
-         "--tags", f"{role}_preflight"],  # fmt: skip
+        [*command, "--tags", f"{role}_preflight"],
         capture_output=True,
         text=True,
         env=env,
@@ -76,40 +75,76 @@ def test_good_inventory_passes_both_preflights(tmp_path):
     ("role", "hosts", "group_vars", "host_vars", "expected"),
     [
         pytest.param(
-            "broker", "broker", {"broker_workers": {"gw1": {"weight": 1}}}, {},
-            "broker1: gateway gw2 (group gateways) is missing from broker_workers", id="gateway-missing-from-workers",
+            "broker",
+            "broker",
+            {"broker_workers": {"gw1": {"weight": 1}}},
+            {},
+            "broker1: gateway gw2 (group gateways) is missing from broker_workers",
+            id="gateway-missing-from-workers",
         ),
         pytest.param(
-            "broker", "broker", {}, {"gw2": {"wgmesh_gateway_weight": -3}},
-            "broker1: broker_workers.gw2.weight must be a positive number", id="negative-weight",
+            "broker",
+            "broker",
+            {},
+            {"gw2": {"wgmesh_gateway_weight": -3}},
+            "broker1: broker_workers.gw2.weight must be a positive number",
+            id="negative-weight",
         ),
         pytest.param(
-            "broker", "broker", {}, {"gw2": {"wgmesh_gateway_weight": "heavy"}},
-            "broker1: broker_workers.gw2.weight must be a positive number", id="weight-not-a-number",
+            "broker",
+            "broker",
+            {},
+            {"gw2": {"wgmesh_gateway_weight": "heavy"}},
+            "broker1: broker_workers.gw2.weight must be a positive number",
+            id="weight-not-a-number",
         ),
         pytest.param(
-            "broker", "broker", {"wgmesh_domains": [{**DOMAIN, "name": "welt"}]}, {},
-            "broker1: broker_domains[0] needs a `name`", id="domain-without-its-prefix",
+            "broker",
+            "broker",
+            {"wgmesh_domains": [{**DOMAIN, "name": "welt"}]},
+            {},
+            "broker1: broker_domains[0] needs a `name`",
+            id="domain-without-its-prefix",
         ),
         pytest.param(
-            "broker", "broker", {"broker_blocklist": {"ffmuc_nowhere": [KEY_A]}}, {},
-            "broker1: broker_blocklist.ffmuc_nowhere: the domain must be one of", id="key-list-unknown-domain",
+            "broker",
+            "broker",
+            {"broker_blocklist": {"ffmuc_nowhere": [KEY_A]}},
+            {},
+            "broker1: broker_blocklist.ffmuc_nowhere: the domain must be one of",
+            id="key-list-unknown-domain",
         ),
         pytest.param(
-            "broker", "broker", {"wgmesh_secrets_dir": ""}, {},
-            "broker1: the broker's MQTT user wgmesh-broker needs a password", id="no-password",
+            "broker",
+            "broker",
+            {"wgmesh_secrets_dir": ""},
+            {},
+            "broker1: the broker's MQTT user wgmesh-broker needs a password",
+            id="no-password",
         ),
         pytest.param(
-            "worker", "gateways", {}, {"gw2": {"gateway_public_keys": {"ffmuc_welt": "not-a-key"}}},
-            "gw1: worker_static_peers[0] is not a WireGuard public key", id="malformed-static-peer",
+            "worker",
+            "gateways",
+            {},
+            {"gw2": {"gateway_public_keys": {"ffmuc_welt": "not-a-key"}}},
+            "gw1: worker_static_peers[0] is not a WireGuard public key",
+            id="malformed-static-peer",
         ),
         pytest.param(
-            "worker", "gateways", {"worker_backend": "fast"}, {},
-            "gw1: worker_domains needs at least one domain", id="unknown-backend",
+            "worker",
+            "gateways",
+            {"worker_backend": "fast"},
+            {},
+            "gw1: worker_domains needs at least one domain",
+            id="unknown-backend",
         ),
         pytest.param(
-            "worker", "gateways", {"worker_interfaces": {"ffmuc_nowhere": {"wg": "wg-x"}}}, {},
-            "may name only those domains", id="interfaces-unknown-domain",
+            "worker",
+            "gateways",
+            {"worker_interfaces": {"ffmuc_nowhere": {"wg": "wg-x"}}},
+            {},
+            "may name only those domains",
+            id="interfaces-unknown-domain",
         ),
     ],
 )
