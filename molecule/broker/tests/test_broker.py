@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 
 from testinfra.utils.ansible_runner import AnsibleRunner
 
@@ -18,7 +19,7 @@ def _get(host, path):
         "try:\n    r = u.urlopen('http://127.0.0.1' + sys.argv[1]); print(r.status); print(r.read().decode())\n"
         "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
     )
-    status, _, text = host.check_output(f"python3 -c {json.dumps(script)} {path}").partition("\n")
+    status, _, text = host.check_output(f"python3 -c {shlex.quote(script)} {path}").partition("\n")
     return int(status), text
 
 
@@ -30,7 +31,7 @@ def _post(host, body):
         "try:\n    r = u.urlopen(req); print(r.status); print(r.read().decode())\n"
         "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
     )
-    output = host.check_output(f"python3 -c {json.dumps(script)} {json.dumps(json.dumps(body))}")
+    output = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(body))}")
     status, _, text = output.partition("\n")
     return int(status), text
 

@@ -3,6 +3,7 @@ config file modes, /health, and a key POSTed to the broker becoming a peer."""
 
 import json
 import os
+import shlex
 import time
 
 import pytest
@@ -70,7 +71,7 @@ def _post(host, path, body):
         "try:\n    r = u.urlopen(req); print(r.status); print(r.read().decode())\n"
         "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
     )
-    out = host.check_output(f"python3 -c {json.dumps(script)} {json.dumps(json.dumps(body))}")
+    out = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(body))}")
     status, _, text = out.partition("\n")
     return int(status), text
 
