@@ -45,14 +45,14 @@ def _inventory(tmp_path: Path, host_vars: dict | None = None, **group_vars) -> P
     return path
 
 
-def _preflight(tmp_path: Path, role: str, hosts: str, inventory: Path) -> subprocess.CompletedProcess:
+def _preflight(tmp_path: Path, role: str, hosts: str, inventory: Path, *extra: str) -> subprocess.CompletedProcess:
     playbook = tmp_path / "play.yml"
     play = {"name": "Preflight", "hosts": hosts, "gather_facts": False, "roles": [f"freifunk.wgmesh.{role}"]}
     playbook.write_text(yaml.safe_dump([play]))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)]
     return subprocess.run(
-        [*command, "--tags", f"{role}_preflight"],
+        [*command, "--tags", f"{role}_preflight", *extra],
         capture_output=True,
         text=True,
         env=env,
@@ -156,10 +156,10 @@ def test_wrong_value_fails_naming_host_and_variable(tmp_path, role, hosts, group
     assert expected in output, output
 
 
-def test_password_never_printed(tmp_path):
+def test_password_never_printed_with_diff_and_vvv(tmp_path):
     secret = "s3cret-Never-Printed-7Qx"
     inventory = _inventory(tmp_path, wgmesh_brokers=[{"name": "wgmesh-broker", "password": secret}])
-    result = _preflight(tmp_path, "broker", "broker", inventory)
+    result = _preflight(tmp_path, "broker", "broker", inventory, "--diff", "-vvv")
     assert result.returncode == 0, result.stdout + result.stderr
     assert secret not in result.stdout + result.stderr
     assert json.dumps(secret)[1:-1] not in result.stdout + result.stderr
