@@ -1,4 +1,5 @@
-"""The broker role alone: its service, user and capability, /health, the config file, the key lists."""
+"""The broker role behind nginx: the broker's user and capabilities, /health over
+TLS, the key exchange over plain HTTP, everything else redirected, the config file."""
 
 import json
 import os
@@ -10,62 +11,66 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 testinfra_hosts = [f"podman://{name}" for name in INVENTORY.get_hosts("broker")]
 
-CAP_NET_BIND_SERVICE = 1 << 10
+# A request from inside the container; prints the status, then the body.
+# Redirects are not followed; the test certificate is self-signed.
+REQUEST = """
+import ssl, sys, urllib.request as u, urllib.error as e
+class Stay(u.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+opener = u.build_opener(Stay, u.HTTPSHandler(context=ssl._create_unverified_context()))
+data = sys.argv[2].encode() if len(sys.argv) > 2 else None
+req = u.Request(sys.argv[1], data=data, headers={'Content-Type': 'application/json'})
+try:
+    r = opener.open(req); print(r.status); print(r.read().decode())
+except e.HTTPError as x:
+    print(x.code); print(x.headers.get('Location') or x.read().decode())
+"""
 
 
-def _get(host, path):
-    script = (
-        "import sys, urllib.request as u, urllib.error as e\n"
-        "try:\n    r = u.urlopen('http://127.0.0.1' + sys.argv[1]); print(r.status); print(r.read().decode())\n"
-        "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
-    )
-    status, _, text = host.check_output(f"python3 -c {shlex.quote(script)} {path}").partition("\n")
-    return int(status), text
-
-
-def _post(host, body):
-    script = (
-        "import sys, urllib.request as u, urllib.error as e\n"
-        "req = u.Request('http://127.0.0.1/api/v1/wg/key/exchange', data=sys.argv[1].encode(),"
-        " headers={'Content-Type': 'application/json'})\n"
-        "try:\n    r = u.urlopen(req); print(r.status); print(r.read().decode())\n"
-        "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
-    )
-    output = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(body))}")
+def _request(host, url, body=None):
+    args = [url] + ([json.dumps(body)] if body is not None else [])
+    output = host.check_output(f"python3 -c {shlex.quote(REQUEST)} {' '.join(map(shlex.quote, args))}")
     status, _, text = output.partition("\n")
     return int(status), text
 
 
-def test_runs_as_its_own_user_with_only_cap_net_bind_service(host):
+def test_runs_as_its_own_user_without_capabilities_behind_nginx(host):
     service = host.service("wgmesh-broker")
     assert service.is_running and service.is_enabled
     pid = host.check_output("systemctl show -p MainPID --value wgmesh-broker")
     assert host.check_output(f"ps -o user= -p {pid}").strip() == "wgmesh-broker"
     status = host.file(f"/proc/{pid}/status").content_string
     caps = dict(line.split(":\t") for line in status.splitlines() if line.startswith("Cap"))
-    assert int(caps["CapBnd"], 16) == CAP_NET_BIND_SERVICE
-    assert int(caps["CapAmb"], 16) == CAP_NET_BIND_SERVICE
-    assert host.socket("tcp://:::80").is_listening or host.socket("tcp://0.0.0.0:80").is_listening
+    # Behind nginx it listens on a loopback port above 1024: no capability at all.
+    assert int(caps["CapBnd"], 16) == 0 and int(caps["CapEff"], 16) == 0
+    assert host.socket("tcp://127.0.0.1:5000").is_listening
+    assert host.service("nginx").is_running
 
 
-def test_health_says_ok(host):
-    status, text = _get(host, "/health")
+def test_health_over_tls_and_plain_http_redirected(host):
+    status, text = _request(host, "https://127.0.0.1/health")
     assert status == 200, text
     assert json.loads(text)["mqtt"] == "connected"
+    status, location = _request(host, "http://127.0.0.1/health")
+    assert status == 301 and location.startswith("https://"), location
 
 
-def test_config_file_mode_and_state_directory(host):
+def test_key_exchange_over_plain_http_reaches_the_broker(host):
+    url = "http://127.0.0.1/api/v1/wg/key/exchange"
+    blocked = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+    status, text = _request(host, url, {"domain": "ffmuc_uml", "public_key": blocked})
+    assert status == 403, text  # the broker's blocklist answered, through nginx
+    status, text = _request(host, url, {"domain": "ffmuc_welt", "public_key": "not-a-key"})
+    assert status == 400, text
+
+
+def test_config_trusts_loopback_and_has_its_modes(host):
     config = host.file("/etc/wgmesh/broker.yaml")
     assert (config.user, config.group, config.mode) == ("root", "wgmesh-broker", 0o640)
+    assert "127.0.0.1/32" in config.content_string  # broker.trusted_proxies: nginx
     state = host.file("/var/lib/wgmesh-broker")
     assert state.is_directory and state.user == "wgmesh-broker" and state.mode == 0o700
-
-
-def test_blocklisted_key_and_bad_key_are_refused(host):
-    status, text = _post(host, {"domain": "ffmuc_uml", "public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="})
-    assert status == 403, text
-    status, text = _post(host, {"domain": "ffmuc_welt", "public_key": "not-a-key"})
-    assert status == 400, text
 
 
 def test_no_secret_in_the_unit_or_the_journal(host):
