@@ -1,0 +1,107 @@
+"""The worker and broker roles on one container: services under their users,
+config file modes, /health, and a key POSTed to the broker becoming a peer."""
+
+import json
+import os
+import shlex
+import time
+
+import pytest
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+# testinfra's podman backend: its ansible backend would run every command as an ad-hoc task.
+INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+testinfra_hosts = [f"podman://{name}" for name in INVENTORY.get_hosts("gateways")]
+
+WG = "wg-welt"
+DOMAIN = "ffmuc_welt"
+
+
+def _secrets():
+    variables = INVENTORY.get_variables(INVENTORY.get_hosts("gateways")[0])
+    return [variables["wgmesh_brokers"][0]["password"], variables["wgmesh_gateways"][0]["password"]]
+
+
+@pytest.mark.parametrize(
+    ("service", "user", "capabilities"),
+    [("wgmesh-broker", "wgmesh-broker", "cap_net_bind_service"), ("wgmesh-worker", "root", "cap_net_admin")],
+)
+def test_service_runs_as_its_user_with_only_its_capability(host, service, user, capabilities):
+    assert host.service(service).is_running
+    assert host.service(service).is_enabled
+    pid = host.check_output(f"systemctl show -p MainPID --value {service}")
+    assert host.check_output(f"ps -o user= -p {pid}").strip() == user
+    bounding = host.check_output(f"grep CapBnd /proc/{pid}/status").split()[1]
+    decoded = host.check_output(f"capsh --decode={bounding}") if host.exists("capsh") else ""
+    # CAP_NET_BIND_SERVICE is bit 10, CAP_NET_ADMIN bit 12: the only bit set.
+    bit = {"cap_net_bind_service": 10, "cap_net_admin": 12}[capabilities]
+    assert int(bounding, 16) == 1 << bit, decoded or bounding
+
+
+@pytest.mark.parametrize("daemon", ["broker", "worker"])
+def test_config_file_is_readable_by_root_and_the_service_group_only(host, daemon):
+    config = host.file(f"/etc/wgmesh/{daemon}.yaml")
+    assert config.user == "root"
+    assert config.group == f"wgmesh-{daemon}"
+    assert config.mode == 0o640
+
+
+def test_no_secret_in_the_unit_files_or_the_journal(host):
+    units = host.check_output("cat /etc/systemd/system/wgmesh-broker.service /etc/systemd/system/wgmesh-worker.service")
+    journal = host.check_output("journalctl -u wgmesh-broker -u wgmesh-worker --no-pager")
+    for secret in _secrets():
+        assert secret not in units
+        assert secret not in journal
+
+
+def test_broker_health(host):
+    reply = json.loads(
+        host.check_output(
+            "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1/health').read().decode())\""
+        )
+    )
+    assert reply["status"] == "ok"
+
+
+def _post(host, path, body):
+    script = (
+        "import json, sys, urllib.request as u, urllib.error as e\n"
+        f"req = u.Request('http://127.0.0.1{path}', data=sys.argv[1].encode(),"
+        " headers={'Content-Type': 'application/json'})\n"
+        "try:\n    r = u.urlopen(req); print(r.status); print(r.read().decode())\n"
+        "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
+    )
+    out = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(body))}")
+    status, _, text = out.partition("\n")
+    return int(status), text
+
+
+def _wait_for_peer(host, key):
+    for _ in range(100):
+        peers = host.check_output(f"wg show {WG} allowed-ips")
+        if key in peers:
+            return peers
+        time.sleep(0.1)
+    return peers
+
+
+def test_a_posted_key_becomes_a_peer_with_its_link_local_address(host):
+    key = host.check_output("wg genkey | wg pubkey")
+    status, text = _post(host, "/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": key})
+    assert status == 200, text
+    assert json.loads(text)["Endpoint"]["Address"] == "gw1.example.net"
+    peers = _wait_for_peer(host, key)
+    line = next((line for line in peers.splitlines() if line.startswith(key)), "")
+    assert "fe80::" in line and line.endswith("/128"), peers
+
+
+def test_a_bad_key_is_refused(host):
+    status, text = _post(host, "/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": "not-a-key"})
+    assert status == 400, text
+
+
+def test_worker_health_and_metrics(host):
+    out = host.check_output(
+        "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:9561/health').status)\""
+    )
+    assert out == "200"
