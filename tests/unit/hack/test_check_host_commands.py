@@ -151,6 +151,27 @@ def test_molecule_localhost_tasks_count_instance_tasks_and_tests_do_not(tmp_path
     assert sorted(check.host_commands(repo)) == ["find", "make", "podman", "python3", "set", "tar"]
 
 
+def test_task_files_count_where_they_are_included(tmp_path):
+    repo = make_repo(
+        tmp_path,
+        {
+            "molecule/s/prepare.yml": """\
+                - hosts: all
+                  tasks:
+                    - ansible.builtin.import_tasks: tasks/on_instance.yml
+                - hosts: localhost
+                  tasks:
+                    - ansible.builtin.include_tasks: tasks/on_host.yml
+            """,
+            "molecule/s/tasks/on_instance.yml": "- ansible.builtin.command: mosquitto_passwd -b f u p\n",
+            "molecule/s/tasks/on_host.yml": "- ansible.builtin.command: qemu-img create x\n",
+            "molecule/s/tasks/nobody.yml": "- ansible.builtin.command: debootstrap bookworm x\n",
+        },
+    )
+    # Included only by a play on the instances: not the host's. Nobody's: counted, to be safe.
+    assert sorted(check.host_commands(repo)) == ["debootstrap", "make", "qemu-img"]
+
+
 def test_a_malformed_map_line_names_file_and_line(tmp_path):
     repo = make_repo(tmp_path, {}, commands="# map\nip iproute2 extra\n")
     with pytest.raises(ValueError, match=r"host-commands.txt:2: expected `command \[package\]`"):
