@@ -298,7 +298,38 @@ def _walk_tasks(tasks):
                 yield from _walk_tasks(task.get(key))
 
 
-def molecule_commands(path: Path, text: str) -> list[tuple[str, int]]:
+INCLUDES = ("include_tasks", "import_tasks", "ansible.builtin.include_tasks", "ansible.builtin.import_tasks")
+
+
+def _included(task: dict) -> str | None:
+    for key in INCLUDES:
+        value = task.get(key)
+        if isinstance(value, dict):
+            value = value.get("file")
+        if isinstance(value, str):
+            return Path(value).name
+    return None
+
+
+def instance_task_files(root: Path) -> set[str]:
+    """Names of task files that only plays on the instances include (never localhost's)."""
+    on_host, on_instance = set(), set()
+    for path in (root / "molecule").rglob("*.yml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            continue
+        for play in data:
+            if not isinstance(play, dict) or "hosts" not in play:
+                continue
+            for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
+                for task in _walk_tasks(play.get(section)):
+                    name = _included(task)
+                    if name:
+                        (on_host if _on_localhost(play, task) else on_instance).add(name)
+    return on_instance - on_host
+
+
+def molecule_commands(path: Path, text: str, instance_only: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
     data = yaml.safe_load(text)
     found = []
     if path.name == "molecule.yml" and isinstance(data, dict):
@@ -308,8 +339,11 @@ def molecule_commands(path: Path, text: str) -> list[tuple[str, int]]:
         return found
     if not isinstance(data, list):
         return found
-    # Task files (tasks/*.yml) run in the play that includes them: all of ours
-    # are included by plays on localhost, so their tasks count as the host's.
+    # Task files (tasks/*.yml) run in the play that includes them: the host's,
+    # unless only plays on the instances include them (or nothing does: then
+    # count them as the host's, to be safe).
+    if path.name in instance_only and not any("hosts" in item for item in data if isinstance(item, dict)):
+        return found
     plays = (
         data
         if any("hosts" in item for item in data if isinstance(item, dict))
@@ -354,9 +388,10 @@ def host_commands(root: Path) -> dict[str, list[str]]:
                 add(path, shell_commands(path.read_text(encoding="utf-8")))
     makefile = root / "Makefile"
     add(makefile, [("make", 0), *makefile_commands(makefile.read_text(encoding="utf-8"))])
+    instance_only = frozenset(instance_task_files(root))
     for path in sorted((root / "molecule").rglob("*.yml")):
         if not _inside_instance(path.relative_to(root)):
-            add(path, molecule_commands(path, path.read_text(encoding="utf-8")))
+            add(path, molecule_commands(path, path.read_text(encoding="utf-8"), instance_only))
     return places
 
 
