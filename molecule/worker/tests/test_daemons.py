@@ -93,6 +93,10 @@ def test_a_posted_key_becomes_a_peer_with_its_link_local_address(host):
     peers = _wait_for_peer(host, key)
     line = next((line for line in peers.splitlines() if line.startswith(key)), "")
     assert "fe80::" in line and line.endswith("/128"), peers
+    # A 200 is also on the broker's disk, to republish after a mosquitto crash (key buffer).
+    buffer = host.file("/var/lib/wgmesh-broker/keys.jsonl")
+    assert buffer.mode == 0o600 and buffer.user == "wgmesh-broker"
+    assert key in buffer.content_string
 
 
 def test_a_bad_key_is_refused(host):
