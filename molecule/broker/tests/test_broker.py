@@ -31,7 +31,7 @@ except e.HTTPError as x:
 def _request(host, url, body=None):
     args = [url] + ([json.dumps(body)] if body is not None else [])
     output = host.check_output(f"python3 -c {shlex.quote(REQUEST)} {' '.join(map(shlex.quote, args))}")
-    status, _, text = output.partition("\n")
+    status, dummy, text = output.partition("\n")
     return int(status), text
 
 

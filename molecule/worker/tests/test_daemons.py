@@ -72,12 +72,12 @@ def _post(host, path, body):
         "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
     )
     out = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(body))}")
-    status, _, text = out.partition("\n")
+    status, dummy, text = out.partition("\n")
     return int(status), text
 
 
 def _wait_for_peer(host, key):
-    for _ in range(100):
+    for dummy in range(100):
         peers = host.check_output(f"wg show {WG} allowed-ips")
         if key in peers:
             return peers
