@@ -47,6 +47,7 @@ def mosquitto(tmp_path):  # overrides the conftest one for this module (the publ
     mq.stop()
 
 
+@pytest.fixture
 def worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path):
     """One gateway with its worker and a broker that keeps its keys on disk, both ready."""
     (gw,) = start_workers(gateways, mosquitto, publisher, domain, count=1)
@@ -62,16 +63,8 @@ def worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_f
 
 
 @pytest.mark.parametrize("worker_state", ["offline", "stalled"])
-def test_keys_answered_200_survive_a_mosquitto_sigkill(
-    gateways,
-    mosquitto,
-    publisher,
-    domain,
-    broker_factory,
-    tmp_path,
-    worker_state,
-):
-    gw, broker = worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path)
+def test_keys_answered_200_survive_a_mosquitto_sigkill(worker_and_buffering_broker, mosquitto, domain, worker_state):
+    gw, broker = worker_and_buffering_broker
     if worker_state == "offline":
         gw.stop_worker()  # its session stays, mosquitto queues its keys (in memory only)
     else:
@@ -91,14 +84,9 @@ def test_keys_answered_200_survive_a_mosquitto_sigkill(
 
 
 def test_every_key_answered_200_survives_a_sigkill_in_the_middle_of_a_stream(
-    gateways,
-    mosquitto,
-    publisher,
-    domain,
-    broker_factory,
-    tmp_path,
+    worker_and_buffering_broker, mosquitto, domain
 ):
-    gw, broker = worker_and_buffering_broker(gateways, mosquitto, publisher, domain, broker_factory, tmp_path)
+    gw, broker = worker_and_buffering_broker
     answered: dict[str, int] = {}
     stop = threading.Event()
 
