@@ -72,10 +72,7 @@ class KeyBuffer:
         if bad:
             log.warning("key buffer %s: %d unreadable line(s) skipped (cut short by a crash?)", self.path, bad)
         self._trim()
-        try:
-            self._rewrite()  # also proves at start that the file can be written
-        except OSError as exc:
-            raise KeyBufferError(str(exc)) from None
+        self._rewrite()  # also proves at start that the file can be written (KeyBufferError if not)
         log.info("key buffer %s: %d key(s) to publish again after connecting", self.path, len(self))
 
     # --- the asyncio side ---------------------------------------------------------
