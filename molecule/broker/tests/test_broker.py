@@ -74,7 +74,7 @@ def test_config_trusts_loopback_and_has_its_modes(host):
 
 
 def test_no_secret_in_the_unit_or_the_journal(host):
-    secret = INVENTORY.get_variables(INVENTORY.get_hosts("broker")[0])["wgmesh_brokers"][0]["password"]
+    secret = INVENTORY.get_variables(INVENTORY.get_hosts("broker")[0])["wgmesh_mqtt_passwords"]["wgmesh-broker"]
     assert secret not in host.file("/etc/systemd/system/wgmesh-broker.service").content_string
     assert secret not in host.check_output("journalctl -u wgmesh-broker --no-pager")
     assert secret in host.file("/etc/wgmesh/broker.yaml").content_string  # where it belongs

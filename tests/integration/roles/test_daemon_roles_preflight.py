@@ -87,7 +87,7 @@ def test_good_inventory_passes_both_preflights(tmp_path):
             "broker",
             {},
             {"gw2": {"wgmesh_gateway_weight": -3}},
-            "broker1: broker_workers.gw2.weight must be a positive number",
+            "gw2: wgmesh_gateway_weight must be a positive number",
             id="negative-weight",
         ),
         pytest.param(
@@ -95,7 +95,7 @@ def test_good_inventory_passes_both_preflights(tmp_path):
             "broker",
             {},
             {"gw2": {"wgmesh_gateway_weight": "heavy"}},
-            "broker1: broker_workers.gw2.weight must be a positive number",
+            "gw2: wgmesh_gateway_weight must be a positive number",
             id="weight-not-a-number",
         ),
         pytest.param(
@@ -119,7 +119,7 @@ def test_good_inventory_passes_both_preflights(tmp_path):
             "broker",
             {"wgmesh_secrets_dir": ""},
             {},
-            "broker1: the broker's MQTT user wgmesh-broker needs a password",
+            "broker1: the broker's MQTT user broker1 needs a password",
             id="no-password",
         ),
         pytest.param(
@@ -158,7 +158,7 @@ def test_wrong_value_fails_naming_host_and_variable(tmp_path, role, hosts, group
 
 def test_password_never_printed_with_diff_and_vvv(tmp_path):
     secret = "s3cret-Never-Printed-7Qx"
-    inventory = _inventory(tmp_path, wgmesh_brokers=[{"name": "wgmesh-broker", "password": secret}])
+    inventory = _inventory(tmp_path, wgmesh_mqtt_passwords={"broker1": secret})
     result = _preflight(tmp_path, "broker", "broker", inventory, "--diff", "-vvv")
     assert result.returncode == 0, result.stdout + result.stderr
     assert secret not in result.stdout + result.stderr

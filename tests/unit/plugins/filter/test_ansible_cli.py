@@ -13,7 +13,17 @@ from ansible_collections.freifunk.wgmesh.plugins.filter.derive import wg_lladdr,
 from ansible_collections.freifunk.wgmesh.plugins.filter.mtu import wg_mtus
 from ansible_collections.freifunk.wgmesh.plugins.filter.naming import wg_ifname, wg_ifnames
 
-FILTERS = ("wg_mac", "wg_lladdr", "wg_vni", "wg_ifnames", "wg_ifname", "wg_mtus", "wg_pubkey")
+FILTERS = (
+    "wg_mac",
+    "wg_lladdr",
+    "wg_vni",
+    "wg_ifnames",
+    "wg_ifname",
+    "wg_mtus",
+    "wg_pubkey",
+    "wg_gateways",
+    "wg_duplicates",
+)
 BIN = Path(sys.executable).parent
 
 

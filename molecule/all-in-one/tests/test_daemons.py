@@ -1,5 +1,6 @@
-"""The worker and broker roles on one container: services under their users,
-config file modes, /health, and a key POSTed to the broker becoming a peer."""
+"""site.yml all-in-one: mosquitto, the broker, the gateway and its worker on one container:
+services under their users, config file modes, /health, the uplink HTTP server beside the
+broker on port 80, and a key POSTed to the broker becoming a peer."""
 
 import json
 import os
@@ -19,7 +20,7 @@ DOMAIN = "ffmuc_welt"
 
 def _secrets():
     variables = INVENTORY.get_variables(INVENTORY.get_hosts("gateways")[0])
-    return [variables["wgmesh_brokers"][0]["password"], variables["wgmesh_gateways"][0]["password"]]
+    return list(variables["wgmesh_mqtt_passwords"].values())
 
 
 @pytest.mark.parametrize(
