@@ -84,6 +84,12 @@ def test_gateways_mesh_with_each_other(host):
     assert vxlan["id"] == vni_from_seed(DOMAIN["seed"])
     assert vxlan["port"] == 8472
     assert ipaddress.ip_address(vxlan["local6"]) == lladdr_from_key(own_key)
+    assert vxlan["link"] == WG, "the VXLAN must be bound to the WireGuard interface (link-local remote)"
+    addresses = json.loads(host.check_output(f"ip -j -6 addr show dev {WG}"))[0]["addr_info"]
+    assert [ipaddress.ip_address(a["local"]) for a in addresses] == [lladdr_from_key(own_key)]
+    fdb = json.loads(host.check_output(f"bridge -j fdb show dev {VX}"))
+    flood = {ipaddress.ip_address(e["dst"]) for e in fdb if e["mac"] == "00:00:00:00:00:00" and "dst" in e}
+    assert {lladdr_from_key(key) for key in gateway_keys() - {own_key}} <= flood
     others = len(GATEWAYS) - 1
 
     def handshakes():
