@@ -40,6 +40,7 @@ def render_nft(**variables) -> str:
         "_gateway_mqtt_sources_all": [],
         "gateway_metrics_ports": [],
         "gateway_metrics_sources": [],
+        "_gateway_broker_group": "broker",
         "inventory_hostname": "gw1",
         "groups": {"gateways": ["gw1", "gw2"], "broker": ["broker1"]},
         **variables,
