@@ -3,16 +3,17 @@ services under their users, config file modes, /health, the uplink HTTP server b
 broker on port 80, and a key POSTed to the broker becoming a peer."""
 
 import json
-import os
-import shlex
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from testinfra.utils.ansible_runner import AnsibleRunner
 
-# testinfra's podman backend: its ansible backend would run every command as an ad-hoc task.
-INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-testinfra_hosts = [f"podman://{name}" for name in INVENTORY.get_hosts("gateways")]
+# The repository root: tests.support is shared by the tests, bench/ and Molecule.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.support.molecule import INVENTORY, http, podman_hosts
+
+testinfra_hosts = podman_hosts("gateways")
 
 WG = "wg-welt"
 DOMAIN = "ffmuc_welt"
@@ -64,19 +65,6 @@ def test_broker_health(host):
     assert reply["status"] == "ok"
 
 
-def _post(host, path, body):
-    script = (
-        "import json, sys, urllib.request as u, urllib.error as e\n"
-        f"req = u.Request('http://127.0.0.1{path}', data=sys.argv[1].encode(),"
-        " headers={'Content-Type': 'application/json'})\n"
-        "try:\n    r = u.urlopen(req); print(r.status); print(r.read().decode())\n"
-        "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
-    )
-    out = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(body))}")
-    status, dummy, text = out.partition("\n")
-    return int(status), text
-
-
 def _wait_for_peer(host, key):
     for dummy in range(100):
         peers = host.check_output(f"wg show {WG} allowed-ips")
@@ -88,7 +76,7 @@ def _wait_for_peer(host, key):
 
 def test_a_posted_key_becomes_a_peer_with_its_link_local_address(host):
     key = host.check_output("wg genkey | wg pubkey")
-    status, text = _post(host, "/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": key})
+    status, text = http(host, "http://127.0.0.1/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": key})
     assert status == 200, text
     assert json.loads(text)["Endpoint"]["Address"] == "gw1.example.net"
     peers = _wait_for_peer(host, key)
@@ -101,7 +89,7 @@ def test_a_posted_key_becomes_a_peer_with_its_link_local_address(host):
 
 
 def test_a_bad_key_is_refused(host):
-    status, text = _post(host, "/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": "not-a-key"})
+    status, text = http(host, "http://127.0.0.1/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": "not-a-key"})
     assert status == 400, text
 
 

@@ -7,17 +7,19 @@ the VM tier covers them.
 
 import ipaddress
 import json
-import os
+import sys
+from pathlib import Path
 
 import pytest
-import testinfra
-from testinfra.utils.ansible_runner import AnsibleRunner
 
 from wgmesh import derive
 
-INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+# The repository root: tests.support is shared by the tests, bench/ and Molecule.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.support.molecule import INVENTORY, podman_host, podman_hosts
+
 GATEWAYS = INVENTORY.get_hosts("gateways")
-testinfra_hosts = [f"podman://{name}" for name in GATEWAYS]
+testinfra_hosts = podman_hosts("gateways")
 
 DOMAINS = INVENTORY.get_variables(GATEWAYS[0])["wgmesh_domains"]
 # Interface names and MTUs as the collection derives them (docs/mtu.md: a 1500 IPv6 underlay).
@@ -26,10 +28,6 @@ MTU = {"wg": 1420, "vx": 1350, "br": 1318}
 # A node key the test adds as the worker would: peer, route, FDB entry.
 NODE_KEY = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
 NODE_LLADDR = "fe80::26f:79ff:fe39:ac8b"
-
-
-def _host(name):
-    return testinfra.get_host(f"podman://{name}")
 
 
 def _others(host):
@@ -85,7 +83,7 @@ def test_other_gateways_are_static_peers_with_route_and_fdb(host, domain):
     routes = json.loads(host.check_output(f"ip -j -6 route show dev {ifs['wg']}"))
     fdb = json.loads(host.check_output(f"bridge -j fdb show dev {ifs['vx']}"))
     for other in _others(host):
-        key = _public_key(_host(other), ifs["wg"])
+        key = _public_key(podman_host(other), ifs["wg"])
         lladdr = _lladdr(key)
         assert key in peers, f"{other} is no peer on {ifs['wg']}"
         assert peers[key]["allowed_ips"] == f"{lladdr}/128"
@@ -102,7 +100,7 @@ def test_uplink_check_answers_200_over_wireguard(host, domain):
     """What a Gluon node asks: GET http://[<gateway lladdr>%wg-<dom>]/, here from the other gateway."""
     wg = IFS[domain]["wg"]
     for other in _others(host):
-        lladdr = _lladdr(_public_key(_host(other), wg))
+        lladdr = _lladdr(_public_key(podman_host(other), wg))
         status = host.check_output(
             "python3 -c 'import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10); "
             'c.request("GET", "/"); print(c.getresponse().status)\' %s%%%s',
