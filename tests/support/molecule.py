@@ -10,11 +10,20 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from pathlib import Path
 
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+EXAMPLE_INVENTORY = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "inventories" / "example"
+
+
+def example_vars() -> dict:
+    """The example inventory's site-wide facts (group_vars/all/wgmesh.yml), as scenarios converge it."""
+    import yaml  # in the test venv; the other helpers need only testinfra
+
+    return yaml.safe_load((EXAMPLE_INVENTORY / "group_vars" / "all" / "wgmesh.yml").read_text())
 
 
 def podman_hosts(group: str) -> list[str]:

@@ -11,17 +11,15 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-import yaml
 
 from wgmesh.derive import lladdr_from_key
 
 # The repository root: tests.support is shared by the tests, bench/ and Molecule.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.support.molecule import INVENTORY, http, podman_host, podman_hosts
+from tests.support.molecule import INVENTORY, example_vars, http, podman_host, podman_hosts
 from tests.support.procs import wait_until
 
-EXAMPLE = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "inventories" / "example"
-DOMAINS = yaml.safe_load((EXAMPLE / "group_vars" / "all" / "wgmesh.yml").read_text())["wgmesh_domains"]
+DOMAINS = example_vars()["wgmesh_domains"]
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 GATEWAYS = INVENTORY.get_hosts("gateways")
 testinfra_hosts = podman_hosts("broker")

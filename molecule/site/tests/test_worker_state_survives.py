@@ -17,17 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from wgmesh.derive import vni_from_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.support.molecule import INVENTORY, podman_host
+from tests.support.molecule import EXAMPLE_INVENTORY, INVENTORY, example_vars, podman_host
 from tests.support.procs import wait_until
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-EXAMPLE = ROOT / "inventories" / "example"
-DOMAIN = yaml.safe_load((EXAMPLE / "group_vars" / "all" / "wgmesh.yml").read_text())["wgmesh_domains"][0]
+DOMAIN = example_vars()["wgmesh_domains"][0]
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 NODES = 1000
 GW = INVENTORY.get_hosts("gateways")[0]
@@ -87,7 +85,13 @@ def gateway_with_nodes():
 def _converge_gateway(**extra_vars):
     """The gateway play again on gw1 alone, as a handler-triggering change would run it."""
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "-i", str(EXAMPLE)]
+    command = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        "-i",
+        str(EXAMPLE_INVENTORY),
+    ]
     command += ["-e", json.dumps({"wgmesh_secrets_dir": str(SECRETS), **extra_vars}), "--limit", GW]
     command += [str(ROOT / "playbooks" / "gateways.yml")]
     result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
@@ -115,7 +119,7 @@ def test_no_peer_route_or_fdb_entry_is_missing_for_more_than_a_second(gateway_wi
         gw.check_output("systemctl restart systemd-networkd && sleep 3")
         gw.check_output(f"networkctl reload && networkctl reconfigure {WG} && sleep 3")
         changed = {**DOMAIN, "port": DOMAIN["port"] + 100, "seed": "ab" * 32}
-        domains = yaml.safe_load((EXAMPLE / "group_vars" / "all" / "wgmesh.yml").read_text())["wgmesh_domains"]
+        domains = example_vars()["wgmesh_domains"]
         _converge_gateway(wgmesh_domains=[changed, *domains[1:]], gateway_underlay_mtu=1480)
         # Every change took effect: port, VNI (from the new seed) and MTU (docs/mtu.md: an IPv6
         # underlay of 1,480 leaves 1,400 for WireGuard).

@@ -1,4 +1,4 @@
-"""The gateway role's interfaces, static peers, uplink check and nftables table, on two containers.
+"""The gateway role's interfaces, static peers, uplink check and nftables table, on the two gateways.
 
 Real parts: wireguard-go, systemd-networkd 252, busybox httpd and nftables in Debian 12
 containers. Not here (no kernel modules in containers): kernel WireGuard and batman-adv;
@@ -16,18 +16,16 @@ from wgmesh import derive
 
 # The repository root: tests.support is shared by the tests, bench/ and Molecule.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.support.molecule import INVENTORY, podman_host, podman_hosts
+from tests.support.molecule import INVENTORY, example_vars, podman_host, podman_hosts
 
 GATEWAYS = INVENTORY.get_hosts("gateways")
 testinfra_hosts = podman_hosts("gateways")
 
-DOMAINS = INVENTORY.get_variables(GATEWAYS[0])["wgmesh_domains"]
+EXAMPLE = example_vars()
+DOMAINS = EXAMPLE["wgmesh_domains"]
 # Interface names and MTUs as the collection derives them (docs/mtu.md: a 1500 IPv6 underlay).
 IFS = {d["name"]: derive.interface_names(d["name"], [d["prefix"]]) for d in DOMAINS}
 MTU = {"wg": 1420, "vx": 1350, "br": 1318}
-# A node key the test adds as the worker would: peer, route, FDB entry.
-NODE_KEY = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
-NODE_LLADDR = "fe80::26f:79ff:fe39:ac8b"
 
 
 def _others(host):
@@ -119,43 +117,13 @@ def test_uplink_server_listens_only_on_the_lladdrs(host):
 
 def test_nftables_table_of_its_own(host):
     table = host.check_output("nft list table inet wgmesh_gateway")
-    assert "udp dport { 40011, 40012 } accept" in table
+    assert f"udp dport {{ {', '.join(str(d['port']) for d in DOMAINS)} }} accept" in table
     assert 'tcp dport 80 iifname != "lo" drop' in table
-    assert "tcp dport 9431 ip saddr 192.0.2.10 accept" in table
-    assert "tcp dport 9431 drop" in table
+    port, sources = EXAMPLE["wgmesh_metrics_port"], EXAMPLE["wgmesh_metrics_sources"]
+    assert f"tcp dport {port} ip saddr {sources[0]} accept" in table
+    assert f"tcp dport {port} drop" in table
 
 
 def test_networkd_leaves_foreign_routes_alone(host):
     conf = host.file("/etc/systemd/networkd.conf.d/60-wgmesh-gateway.conf").content_string
     assert "ManageForeignRoutes=no" in conf and "ManageForeignRoutingPolicyRules=no" in conf
-
-
-def _wait_until_configured(host, link):
-    """networkctl returns before networkd has (re)configured the link: wait for that, without a time limit."""
-    host.check_output(
-        "until networkctl list --no-legend %s | grep -q ' configured *$'; do sleep 0.2; done; sleep 0.5", link
-    )
-
-
-def test_worker_state_survives_networkd_reload_and_restart(host):
-    """A peer, route and FDB entry added as the worker adds them survive `networkctl reload` and a restart."""
-    ifs = IFS[DOMAINS[0]["name"]]
-    host.check_output(f"wg set {ifs['wg']} peer {NODE_KEY} allowed-ips {NODE_LLADDR}/128")
-    # proto static, as the worker's routes (src/wgmesh/worker/rtnl_bulk.py)
-    host.check_output(f"ip -6 route replace {NODE_LLADDR}/128 dev {ifs['wg']} proto static")
-    host.check_output(f"bridge fdb append 00:00:00:00:00:00 dev {ifs['vx']} dst {NODE_LLADDR} via {ifs['wg']}")
-    try:
-        for action in (
-            "networkctl reload",
-            f"networkctl reconfigure {ifs['wg']}",
-            "systemctl restart systemd-networkd",
-        ):
-            host.check_output(action)
-            _wait_until_configured(host, ifs["wg"])
-            assert NODE_KEY in host.check_output(f"wg show {ifs['wg']} peers"), action
-            assert NODE_LLADDR in host.check_output(f"ip -6 route show dev {ifs['wg']}"), action
-            assert NODE_LLADDR in host.check_output(f"bridge fdb show dev {ifs['vx']}"), action
-    finally:
-        host.run(f"bridge fdb del 00:00:00:00:00:00 dev {ifs['vx']} dst {NODE_LLADDR}")
-        host.run(f"ip -6 route del {NODE_LLADDR}/128 dev {ifs['wg']}")
-        host.run(f"wg set {ifs['wg']} peer {NODE_KEY} remove")
