@@ -3,6 +3,8 @@ services under their users, config file modes, /health, the uplink HTTP server b
 broker on port 80, and a key POSTed to the broker becoming a peer."""
 
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,3 +100,33 @@ def test_worker_health_and_metrics(host):
         "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:9561/health').status)\""
     )
     assert out == "200"
+
+
+def test_uplink_check_answers_beside_the_broker_on_port_80(host):
+    """The Gluon uplink check (busybox httpd on wg-welt's link-local) and the broker share port 80."""
+    lladdr = host.check_output(f"ip -6 -o address show dev {WG} scope link").split()[3].split("/")[0]
+    status = host.check_output(
+        "python3 -c 'import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10); "
+        'c.request("GET", "/"); print(c.getresponse().status)\' %s%%%s',
+        lladdr,
+        WG,
+    )
+    assert status == "200"
+    status, text = http(host, "http://127.0.0.1/health")
+    assert status == 200 and json.loads(text)["status"] == "ok", text
+
+
+def test_no_secret_in_a_check_run_with_diff_and_vvv(host):
+    """site.yml --check --diff -vvv over the converged host prints none of its secrets."""
+    secrets = _secrets() + host.check_output("cat /etc/wireguard/*.key").split()
+    admin = host.check_output("cat /etc/mosquitto/wgmesh-admin/mosquitto_pub")
+    secrets.append(admin.split("-P ", 1)[1].split()[0])
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    root = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "--check", "--diff"]
+    result = subprocess.run([*command, "-vvv", str(root / "site.yml")], capture_output=True, text=True, check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert len(log.splitlines()) > 1000  # -vvv really printed the module arguments and results
+    leaked = [secret[:4] + "..." for secret in secrets if secret in log]
+    assert not leaked, f"secrets in the log: {leaked}"
