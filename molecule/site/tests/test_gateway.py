@@ -109,16 +109,21 @@ def test_uplink_check_answers_200_over_wireguard(host, domain):
 
 
 def test_uplink_server_listens_only_on_the_lladdrs(host):
-    listeners = host.check_output("ss -Htln sport = :80")
-    assert "*:80" not in listeners and "0.0.0.0:80" not in listeners and "[::]:80" not in listeners, listeners
+    """On a port of its own (8180), so that a broker may hold port 80 of every address (all-in-one)."""
+    listeners = host.check_output("ss -Htln sport = :8180")
+    assert "*:8180" not in listeners and "0.0.0.0:8180" not in listeners and "[::]:8180" not in listeners, listeners
     for domain in DOMAINS:
-        assert f"]%{IFS[domain['name']]['wg']}:80" in listeners, listeners
+        assert f"]%{IFS[domain['name']]['wg']}:8180" in listeners, listeners
 
 
 def test_nftables_table_of_its_own(host):
     table = host.check_output("nft list table inet wgmesh_gateway")
     assert f"udp dport {{ {', '.join(str(d['port']) for d in DOMAINS)} }} accept" in table
-    assert 'tcp dport 80 iifname != "lo" drop' in table
+    assert 'tcp dport 8180 iifname != "lo" drop' in table
+    for domain in DOMAINS:
+        wg = IFS[domain["name"]]["wg"]
+        lladdr = _lladdr(_public_key(host, wg))
+        assert f'iifname "{wg}" ip6 daddr {lladdr} tcp dport 80 dnat ip6 to [{lladdr}]:8180' in table
     port, sources = EXAMPLE["wgmesh_metrics_port"], EXAMPLE["wgmesh_metrics_sources"]
     assert f"tcp dport {port} ip saddr {sources[0]} accept" in table
     assert f"tcp dport {port} drop" in table
