@@ -9,7 +9,9 @@ workers' retained state, cells interleaved so they see the same background load:
   default: this interpreter); skipped with a note when $WGKEX_SRC is unset;
 - bare: bench/broker_bare_aiohttp.py, one aiohttp process on the default loop that
   parses the same body and answers the same JSON without MQTT: the ceiling of our stack;
-- flask-waitress (only with --servers): our handler on upstream's stack.
+- flask-waitress (only with --servers): our handler on upstream's stack;
+- before: with --before-src DIR, our broker from another checkout's src/ (e.g. `git archive`
+  of the commit before a change), for a before/after in the same run.
 
 Every request carries a fresh random key and opens a new TCP connection
 (`Connection: close`), like busybox wget on a Gluon node. The load generator is
@@ -52,6 +54,7 @@ from wgmesh.protocol import PATH_V1_EXCHANGE, PATH_V2_EXCHANGE  # noqa: E402
 
 GW_KEY = "o52Ge+Rpj4CUSitVag9mS7pSXUesNM0ESnvj/wwehkg="
 PATHS = {"v1": PATH_V1_EXCHANGE, "v2": PATH_V2_EXCHANGE}
+START_TRIES = 8
 
 # wrk: a fresh valid key per request, wget-like headers, a JSON summary at the end.
 WRK_LUA = r"""
@@ -138,6 +141,9 @@ def server_command(kind: str, config: Path, port: int) -> tuple[list[str], dict[
         src = os.environ["WGKEX_SRC"]
         env |= {"WGKEX_CONFIG_FILE": str(config), "PYTHONPATH": src}
         return [os.environ.get("WGKEX_PYTHON", sys.executable), "-m", "wgkex.broker.app"], env, src
+    if kind == "before":
+        env["PYTHONPATH"] = os.environ["WGMESH_BEFORE_SRC"]
+        return [sys.executable, "-m", "wgmesh.broker", "--config", str(config)], env, None
     if kind == "flask-waitress":
         return [sys.executable, str(ROOT / "bench" / "broker_baseline_flask.py"), "--config", str(config)], env, None
     raise ValueError(f"unknown server {kind!r} (known: ours, upstream, bare, flask-waitress)")
@@ -149,6 +155,16 @@ def start_server(kind: str, config: Path, port: int, workdir: Path) -> subproces
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     wait_for_port("127.0.0.1", port, timeout=15, proc=proc)
     return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def load_average() -> str:
@@ -217,9 +233,23 @@ async def run_cell(url: str, concurrency: int, duration: float, max_requests: in
     }
 
 
+def warmed_up(url: str, within: float) -> bool:
+    """A round of requests all answered 200 within `within` s: MQTT connected, worker state read."""
+    deadline = time.monotonic() + within
+    while True:
+        warm = asyncio.run(run_cell(url, 2, 0.5, 100))
+        if set(warm["statuses"]) == {200}:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def available_servers(wanted: list[str]) -> list[str]:
     servers = []
     for server in wanted:
+        if server == "before" and not os.environ.get("WGMESH_BEFORE_SRC"):
+            continue
         if server == "upstream" and not os.environ.get("WGKEX_SRC"):
             print("upstream skipped: set WGKEX_SRC to a wgkex source tree (and WGKEX_PYTHON)", file=sys.stderr)
             continue
@@ -251,7 +281,11 @@ def main() -> int:
     parser.add_argument("--servers", default="ours,upstream,bare")
     parser.add_argument("--rounds", type=int, default=3, help="runs per cell; the median is reported")
     parser.add_argument("--client", choices=["auto", "aiohttp"], default="auto", help="auto: wrk if installed")
+    parser.add_argument("--before-src", help="also run the broker from this src/ directory, as 'before'")
     args = parser.parse_args()
+    if args.before_src:
+        os.environ["WGMESH_BEFORE_SRC"] = str(Path(args.before_src).resolve())
+        args.servers = args.servers.replace("ours", "ours,before", 1)
     levels = [int(c) for c in args.concurrency.split(",")]
     versions = args.versions.split(",")
     if shutil.which("mosquitto") is None:
@@ -276,15 +310,21 @@ def main() -> int:
             bases, pids = {}, {}
             for server in servers:
                 http_port = free_port()
-                proc = start_server(server, write_config(workdir, mqtt_port, http_port, server), http_port, workdir)
-                procs.append(proc)
-                bases[server], pids[server] = f"http://127.0.0.1:{http_port}", proc.pid
-            time.sleep(1.0)  # let them connect to MQTT and read the retained worker state
-            for server in servers:  # warm-up, and proof that v2 finds a gateway
-                for version in versions:
-                    warm = asyncio.run(run_cell(bases[server] + PATHS[version], 2, 0.5, 100))
-                    if set(warm["statuses"]) != {200}:
-                        raise RuntimeError(f"{server} {version} warm-up answered {warm['statuses']}")
+                config = write_config(workdir, mqtt_port, http_port, server)
+                # Upstream subscribes in an on_connect handler registered after its client already
+                # connected: when the CONNACK wins that race it never subscribes and answers 400
+                # "no gateway online" until restarted (docs/broker.md, "MQTT"). Start it again then.
+                for starts in range(1, START_TRIES + 1):  # noqa: B007 - reported after the loop
+                    proc = start_server(server, config, http_port, workdir)
+                    procs.append(proc)
+                    bases[server], pids[server] = f"http://127.0.0.1:{http_port}", proc.pid
+                    if all(warmed_up(bases[server] + PATHS[v], 10.0) for v in versions):
+                        break
+                    stop(proc)
+                else:
+                    raise RuntimeError(f"{server} never answered 200 in {START_TRIES} starts (log: {server}.log)")
+                if starts > 1:
+                    print(f"{server}: answered 200 after {starts} starts (its subscribe race)")
             for version in versions:
                 for c in levels:
                     for _round in range(args.rounds):
@@ -299,13 +339,7 @@ def main() -> int:
                             results.setdefault((server, version, c), []).append(r)
         finally:
             for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                stop(proc)
     print(f"load average at end: {load_average()}")
     for version in versions:
         for c in levels:
