@@ -86,3 +86,21 @@ async def test_stop_disconnects_and_fails_nothing_later(mosquitto):
     assert not paho_threads()
     await asyncio.sleep(0)  # the reconnect task is cancelled, not retrying in the background
     assert transport.client.socket() is None
+
+
+@pytest.mark.asyncio
+async def test_mosquitto_down_at_start_is_named_then_the_link_comes_up(mosquitto):
+    """Connecting runs off the loop and is retried with backoff; the loop keeps serving meanwhile."""
+    mosquitto.stop()
+    cfg = MqttConfig(broker_url=mosquitto.host, broker_port=mosquitto.port, keepalive=5)
+    transport = BrokerTransport(cfg, asyncio.get_running_loop(), lambda topic, payload: None)
+    transport.start()
+    try:
+        await until(lambda: (transport.last_error or "").startswith("cannot connect"), "connect failure noticed")
+        assert transport.last_error == f"cannot connect to MQTT broker {mosquitto.host}:{mosquitto.port}"
+        assert not transport.connected
+        mosquitto.start()
+        await until(lambda: transport.connected and transport.synced, "connected once mosquitto is up")
+        await transport.publish(protocol.topic_key("ffmuc_welt"), new_key(), protocol.QOS_KEY, 5.0)
+    finally:
+        transport.stop()
