@@ -68,8 +68,9 @@ class AsyncioLoopDriver:
             self.client.disconnect()
             self.client.loop_write()  # sends DISCONNECT; paho then closes the socket
         sock = self.client.socket()
-        if sock is not None:  # DISCONNECT did not leave in one write: close anyway
-            self._on_socket_close(self.client, None, sock)
+        if sock is not None:  # DISCONNECT did not leave in one write (mosquitto hung): close anyway
+            self._unwatch(sock)
+            sock.close()
 
     # --- connecting -------------------------------------------------------------
 
@@ -123,6 +124,8 @@ class AsyncioLoopDriver:
     def _unwatch(self, sock) -> None:
         self.loop.remove_reader(sock)
         self.loop.remove_writer(sock)
+        if self.client.socket() not in (None, sock):
+            return  # an older socket, closed while a newer one is open and watched
         self._writing = False
         if self._misc is not None:
             self._misc.cancel()
