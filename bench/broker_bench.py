@@ -167,6 +167,14 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the most resident memory the process had (its children not counted)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -298,6 +306,7 @@ def main() -> int:
     client = "wrk -t1 (C, Lua script)" if use_wrk else "aiohttp in this process"
     print(f"client: {client}; new TCP connection per request; {args.duration:g}s per cell, median of {args.rounds}")
     procs: list[subprocess.Popen] = []
+    peak_rss: dict[str, float] = {}
     results: dict[tuple[str, str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="h5-bench-") as tmp:
         workdir = Path(tmp)
@@ -337,6 +346,7 @@ def main() -> int:
                                 r = asyncio.run(run_cell(url, c, args.duration, args.max_requests))
                             r["cpu_ms"] = (cpu_seconds(pids[server]) - cpu_before) * 1000 / max(r["requests"], 1)
                             results.setdefault((server, version, c), []).append(r)
+            peak_rss = {server: peak_rss_mb(pids[server]) for server in servers}
         finally:
             for proc in procs:
                 stop(proc)
@@ -351,7 +361,8 @@ def main() -> int:
                     f"{server:15} {version} c={c:<3} {r['rps']:7.0f} req/s ({low:.0f}-{high:.0f})"
                     f"  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms"
                     f" ({r['p99_range'][0]:.1f}-{r['p99_range'][1]:.1f})"
-                    f"  server CPU {r['cpu_ms']:.2f} ms/req  n={r['requests']} {codes}",
+                    f"  server CPU {r['cpu_ms']:.2f} ms/req  peak RSS {peak_rss.get(server, 0):.0f} MB"
+                    f"  n={r['requests']} {codes}",
                     flush=True,
                 )
             if "ours" in table:
