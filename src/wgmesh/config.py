@@ -524,12 +524,15 @@ def _proxy_warnings(cfg: Config) -> tuple[str, ...]:
     )
 
 
-def _readable_secret_warning(path: str, mode: int, cfg: Config) -> tuple[str, ...]:
-    if cfg.mqtt.password is None or not mode & 0o077:
+def _readable_secret_warning(path: str, st: os.stat_result, cfg: Config) -> tuple[str, ...]:
+    """Others may read the password: world bits, or group bits of a group that is not the daemon's own
+    (the roles install the file root-owned, 0640, in the service's group, which cannot change it)."""
+    readers = 0o007 | (0 if st.st_gid == os.getegid() else 0o070)
+    if cfg.mqtt.password is None or not st.st_mode & readers:
         return ()
     return (
-        f"config {path}: holds mqtt.password but its mode is {stat.S_IMODE(mode):04o}, readable beyond its "
-        f"owner; chmod 600 {path}",
+        f"config {path}: holds mqtt.password but its mode is {stat.S_IMODE(st.st_mode):04o}, readable beyond its "
+        f"owner and the daemon's group; chmod 600 {path}",
     )
 
 
@@ -537,7 +540,7 @@ def load_config(path: str | None = None) -> Config:
     path = config_path(path)
     try:
         with open(path, encoding="utf-8") as fh:
-            mode = os.fstat(fh.fileno()).st_mode  # of the file read, not of whatever the path names later
+            st = os.fstat(fh.fileno())  # of the file read, not of whatever the path names later
             data = yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
@@ -547,7 +550,7 @@ def load_config(path: str | None = None) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"config {path}: not valid YAML{at}: {problem}") from None
     cfg = parse_config(data, path)
-    return replace(cfg, warnings=cfg.warnings + _readable_secret_warning(path, mode, cfg))
+    return replace(cfg, warnings=cfg.warnings + _readable_secret_warning(path, st, cfg))
 
 
 def load_or_exit(path: str | None = None) -> Config:

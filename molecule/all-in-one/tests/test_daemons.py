@@ -4,15 +4,18 @@ broker on port 80, and a key POSTed to the broker becoming a peer."""
 
 import json
 import os
-import shlex
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from testinfra.utils.ansible_runner import AnsibleRunner
 
-# testinfra's podman backend: its ansible backend would run every command as an ad-hoc task.
-INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-testinfra_hosts = [f"podman://{name}" for name in INVENTORY.get_hosts("gateways")]
+# The repository root: tests.support is shared by the tests, bench/ and Molecule.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.support.molecule import INVENTORY, http, podman_hosts
+
+testinfra_hosts = podman_hosts("gateways")
 
 WG = "wg-welt"
 DOMAIN = "ffmuc_welt"
@@ -64,19 +67,6 @@ def test_broker_health(host):
     assert reply["status"] == "ok"
 
 
-def _post(host, path, body):
-    script = (
-        "import json, sys, urllib.request as u, urllib.error as e\n"
-        f"req = u.Request('http://127.0.0.1{path}', data=sys.argv[1].encode(),"
-        " headers={'Content-Type': 'application/json'})\n"
-        "try:\n    r = u.urlopen(req); print(r.status); print(r.read().decode())\n"
-        "except e.HTTPError as x:\n    print(x.code); print(x.read().decode())\n"
-    )
-    out = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(body))}")
-    status, dummy, text = out.partition("\n")
-    return int(status), text
-
-
 def _wait_for_peer(host, key):
     for dummy in range(100):
         peers = host.check_output(f"wg show {WG} allowed-ips")
@@ -88,7 +78,7 @@ def _wait_for_peer(host, key):
 
 def test_a_posted_key_becomes_a_peer_with_its_link_local_address(host):
     key = host.check_output("wg genkey | wg pubkey")
-    status, text = _post(host, "/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": key})
+    status, text = http(host, "http://127.0.0.1/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": key})
     assert status == 200, text
     assert json.loads(text)["Endpoint"]["Address"] == "gw1.example.net"
     peers = _wait_for_peer(host, key)
@@ -101,7 +91,7 @@ def test_a_posted_key_becomes_a_peer_with_its_link_local_address(host):
 
 
 def test_a_bad_key_is_refused(host):
-    status, text = _post(host, "/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": "not-a-key"})
+    status, text = http(host, "http://127.0.0.1/api/v2/wg/key/exchange", {"domain": DOMAIN, "public_key": "not-a-key"})
     assert status == 400, text
 
 
@@ -110,3 +100,33 @@ def test_worker_health_and_metrics(host):
         "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:9561/health').status)\""
     )
     assert out == "200"
+
+
+def test_uplink_check_answers_beside_the_broker_on_port_80(host):
+    """The Gluon uplink check (busybox httpd on wg-welt's link-local) and the broker share port 80."""
+    lladdr = host.check_output(f"ip -6 -o address show dev {WG} scope link").split()[3].split("/")[0]
+    status = host.check_output(
+        "python3 -c 'import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10); "
+        'c.request("GET", "/"); print(c.getresponse().status)\' %s%%%s',
+        lladdr,
+        WG,
+    )
+    assert status == "200"
+    status, text = http(host, "http://127.0.0.1/health")
+    assert status == 200 and json.loads(text)["status"] == "ok", text
+
+
+def test_no_secret_in_a_check_run_with_diff_and_vvv(host):
+    """site.yml --check --diff -vvv over the converged host prints none of its secrets."""
+    secrets = _secrets() + host.check_output("cat /etc/wireguard/*.key").split()
+    admin = host.check_output("cat /etc/mosquitto/wgmesh-admin/mosquitto_pub")
+    secrets.append(admin.split("-P ", 1)[1].split()[0])
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    root = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "--check", "--diff"]
+    result = subprocess.run([*command, "-vvv", str(root / "site.yml")], capture_output=True, text=True, check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert len(log.splitlines()) > 1000  # -vvv really printed the module arguments and results
+    leaked = [secret[:4] + "..." for secret in secrets if secret in log]
+    assert not leaked, f"secrets in the log: {leaked}"

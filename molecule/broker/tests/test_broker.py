@@ -2,37 +2,14 @@
 TLS, the key exchange over plain HTTP, everything else redirected, the config file."""
 
 import json
-import os
-import shlex
+import sys
+from pathlib import Path
 
-from testinfra.utils.ansible_runner import AnsibleRunner
+# The repository root: tests.support is shared by the tests, bench/ and Molecule.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.support.molecule import INVENTORY, http, podman_hosts
 
-# testinfra's podman backend: its ansible backend would run every command as an ad-hoc task.
-INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-testinfra_hosts = [f"podman://{name}" for name in INVENTORY.get_hosts("broker")]
-
-# A request from inside the container; prints the status, then the body.
-# Redirects are not followed; the test certificate is self-signed.
-REQUEST = """
-import ssl, sys, urllib.request as u, urllib.error as e
-class Stay(u.HTTPRedirectHandler):
-    def redirect_request(self, *args):
-        return None
-opener = u.build_opener(Stay, u.HTTPSHandler(context=ssl._create_unverified_context()))
-data = sys.argv[2].encode() if len(sys.argv) > 2 else None
-req = u.Request(sys.argv[1], data=data, headers={'Content-Type': 'application/json'})
-try:
-    r = opener.open(req); print(r.status); print(r.read().decode())
-except e.HTTPError as x:
-    print(x.code); print(x.headers.get('Location') or x.read().decode())
-"""
-
-
-def _request(host, url, body=None):
-    args = [url] + ([json.dumps(body)] if body is not None else [])
-    output = host.check_output(f"python3 -c {shlex.quote(REQUEST)} {' '.join(map(shlex.quote, args))}")
-    status, dummy, text = output.partition("\n")
-    return int(status), text
+testinfra_hosts = podman_hosts("broker")
 
 
 def test_runs_as_its_own_user_without_capabilities_behind_nginx(host):
@@ -49,19 +26,19 @@ def test_runs_as_its_own_user_without_capabilities_behind_nginx(host):
 
 
 def test_health_over_tls_and_plain_http_redirected(host):
-    status, text = _request(host, "https://127.0.0.1/health")
+    status, text = http(host, "https://127.0.0.1/health")
     assert status == 200, text
     assert json.loads(text)["mqtt"] == "connected"
-    status, location = _request(host, "http://127.0.0.1/health")
+    status, location = http(host, "http://127.0.0.1/health")
     assert status == 301 and location.startswith("https://"), location
 
 
 def test_key_exchange_over_plain_http_reaches_the_broker(host):
     url = "http://127.0.0.1/api/v1/wg/key/exchange"
     blocked = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
-    status, text = _request(host, url, {"domain": "ffmuc_uml", "public_key": blocked})
+    status, text = http(host, url, {"domain": "ffmuc_uml", "public_key": blocked})
     assert status == 403, text  # the broker's blocklist answered, through nginx
-    status, text = _request(host, url, {"domain": "ffmuc_welt", "public_key": "not-a-key"})
+    status, text = http(host, url, {"domain": "ffmuc_welt", "public_key": "not-a-key"})
     assert status == 400, text
 
 

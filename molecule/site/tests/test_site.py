@@ -6,44 +6,27 @@ publish a key. The containers are reached with testinfra's podman backend."""
 import json
 import os
 import shlex
-import time
+import sys
 from functools import partial
 from pathlib import Path
 
 import pytest
-import testinfra
-import yaml
-from testinfra.utils.ansible_runner import AnsibleRunner
 
 from wgmesh.derive import lladdr_from_key
 
-INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-EXAMPLE = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "inventories" / "example"
-DOMAINS = yaml.safe_load((EXAMPLE / "group_vars" / "all" / "wgmesh.yml").read_text())["wgmesh_domains"]
+# The repository root: tests.support is shared by the tests, bench/ and Molecule.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.support.molecule import INVENTORY, example_vars, http, podman_host, podman_hosts
+from tests.support.procs import wait_until
+
+DOMAINS = example_vars()["wgmesh_domains"]
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 GATEWAYS = INVENTORY.get_hosts("gateways")
-testinfra_hosts = [f"podman://{name}" for name in INVENTORY.get_hosts("broker")]
-
-POST = """
-import sys, urllib.request as u, urllib.error as e
-req = u.Request(sys.argv[1], data=sys.argv[2].encode(), headers={'Content-Type': 'application/json'})
-try:
-    r = u.urlopen(req, timeout=30); print(r.status); print(r.read().decode())
-except e.HTTPError as x:
-    print(x.code); print(x.read().decode())
-"""
-
-
-def _gateway(name):
-    return testinfra.get_host(f"podman://{name}")
+testinfra_hosts = podman_hosts("broker")
 
 
 def _post(host, version, domain, key):
-    body = json.dumps({"domain": domain, "public_key": key})
-    url = f"http://localhost/api/{version}/wg/key/exchange"
-    output = host.check_output(f"python3 -c {shlex.quote(POST)} {shlex.quote(url)} {shlex.quote(body)}")
-    status, dummy, text = output.partition("\n")
-    return int(status), text
+    return http(host, f"http://localhost/api/{version}/wg/key/exchange", {"domain": domain, "public_key": key})
 
 
 def _allowed_ips_with(gateway, ifname, key):
@@ -51,19 +34,9 @@ def _allowed_ips_with(gateway, ifname, key):
     return output if key in output else None
 
 
-def _wait_for(check, what, tries=60):
-    """Poll until check() is truthy: the workers apply keys asynchronously."""
-    for dummy in range(tries):
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"not within {tries} polls: {what}")
-
-
 @pytest.fixture(scope="module")
 def node_key():
-    return _gateway(GATEWAYS[0]).check_output("wg genkey | wg pubkey")
+    return podman_host(GATEWAYS[0]).check_output("wg genkey | wg pubkey")
 
 
 @pytest.mark.parametrize("domain", DOMAINS, ids=[d["name"] for d in DOMAINS])
@@ -76,8 +49,11 @@ def test_a_posted_key_is_a_peer_route_and_fdb_entry_on_both_gateways(host, node_
     lladdr = str(lladdr_from_key(node_key))
     suffix = domain["name"].removeprefix(domain["prefix"])
     for name in GATEWAYS:
-        gateway = _gateway(name)
-        peers = _wait_for(partial(_allowed_ips_with, gateway, f"wg-{suffix}", node_key), f"{node_key} on {name}")
+        gateway = podman_host(name)
+        # The workers apply keys asynchronously: poll until the peer is there.
+        peers = wait_until(
+            partial(_allowed_ips_with, gateway, f"wg-{suffix}", node_key), 60, 1, f"{node_key} on {name}"
+        )
         assert f"{node_key}\t{lladdr}/128" in peers
         assert lladdr in gateway.check_output(f"ip -6 route show dev wg-{suffix}")
         fdb = gateway.check_output(f"bridge fdb show dev vx-{suffix}")
@@ -97,6 +73,6 @@ def test_a_gateways_mqtt_user_cannot_publish_a_key():
     topic = f"wireguard/{DOMAINS[0]['name']}/all"
     argv = ["mosquitto_pub", "-V", "mqttv5", "-h", "mqtt.example.net", "-q", "1", "-t", topic]
     argv += ["-m", "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "-u", name, "-P", password]
-    mqtt = testinfra.get_host(f"podman://{INVENTORY.get_hosts('mqtt')[0]}")
+    mqtt = podman_host(INVENTORY.get_hosts("mqtt")[0])
     result = mqtt.run(shlex.join(argv))
     assert "Publish 1 failed: Not authorized" in result.stderr, result.stdout + result.stderr

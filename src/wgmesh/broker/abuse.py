@@ -13,6 +13,7 @@ and one bucket for every node behind it would throttle the whole mesh.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -85,6 +86,7 @@ class KeyLists:
         return None
 
 
+@functools.lru_cache(maxsize=4096)  # parsed for every request (twice for a loopback peer); nodes come back
 def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(addr)

@@ -1,15 +1,17 @@
-"""MQTT transport for the broker: paho's network thread bridged into asyncio.
+"""MQTT transport for the broker: paho run on the broker's asyncio loop (wgmesh.mqtt_asyncio).
 
 `publish()` resolves only when mosquitto acknowledged the message (PUBACK of
 a QoS 1 publish, with a successful MQTT 5 reason code), so the HTTP layer
 answers 200 only for keys mosquitto holds; with a `KeyBuffer` also only once
 the key is in its file, and every connect publishes the buffer again
 (keybuffer.py says why).
-paho calls on_publish from its own thread while holding its internal message
-lock; we therefore never hold our lock while calling into paho, and a PUBACK
-that beats the registration of its future is parked in `_early_acks`. It is
-parked only while a `client.publish()` call is under way (`_registering`) and
-dropped right after it, so nothing old can wait there for a reused mid.
+paho's callbacks run on the loop thread (no thread of paho's own: it cost a third
+of the CPU per request, docs/broker.md "Throughput"). The lock and `_early_acks`
+still guard the case of a PUBACK handled inside `client.publish()` or from another
+thread (a PUBACK that beats the registration of its future is parked in
+`_early_acks`, only while a `client.publish()` call is under way (`_registering`),
+and dropped right after it, so nothing old can wait there for a reused mid); we
+never hold our lock while calling into paho.
 paho's mids wrap at 65,535: a PUBACK for a mid we gave up on (timeout, lost
 link, cancelled request) must never settle a later key that got the same mid,
 so such mids are remembered in `_abandoned` until their PUBACK or their reuse.
@@ -35,6 +37,7 @@ import paho.mqtt.client as paho
 from wgmesh import mqtt, protocol
 from wgmesh.broker.keybuffer import KeyBuffer, KeyBufferError
 from wgmesh.config import MqttConfig
+from wgmesh.mqtt_asyncio import AsyncioLoopDriver
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class BrokerTransport:
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
+        self._driver = AsyncioLoopDriver(self.client, loop, on_connect_fail=self._connect_failed)
 
     @property
     def where(self) -> str:
@@ -104,14 +108,21 @@ class BrokerTransport:
     # --- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
+        """Connect in the background, retrying; call on the loop's thread."""
         mqtt.connect_async(self.client, self.cfg)
-        self.client.loop_start()
+        self._driver.start()
 
     def stop(self) -> None:
         self._stopping = True
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._driver.stop()
         self._fail_pending("broker is shutting down")
+
+    def _call(self, fn, *args) -> None:
+        """fn(*args) on the loop: right away from its thread (paho's callbacks), else thread-safe."""
+        if self._driver.on_loop_thread():
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
 
     # --- paho callbacks (paho's network thread) -----------------------------------
 
@@ -124,12 +135,16 @@ class BrokerTransport:
         self.synced = False
         self._subscribe_mid = client.subscribe([*SUBSCRIPTIONS, (self.sync_topic, 1)])[1]
         self.connected = True
+        self._driver.accepted()
         self._connects += 1
         if self.buffer is not None:
             republish = asyncio.run_coroutine_threadsafe(self._republish(self._connects), self.loop)
             republish.add_done_callback(_log_republish_failure)
         self.last_error = None
         log.info("connected to MQTT %s:%s", self.cfg.broker_url, self.cfg.broker_port)
+
+    def _connect_failed(self) -> None:
+        self._on_connect_fail(self.client, None)
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.last_error = f"cannot connect to MQTT broker {self.where}"
@@ -161,9 +176,9 @@ class BrokerTransport:
         if msg.topic == self.sync_topic:
             if msg.payload.decode(errors="replace") == self._sync_token:
                 # Queued behind every retained message handed over before it.
-                self.loop.call_soon_threadsafe(self._set_synced)
+                self._call(self._set_synced)
             return
-        self.loop.call_soon_threadsafe(self.on_message, msg.topic, msg.payload)
+        self._call(self.on_message, msg.topic, msg.payload)
 
     def _set_synced(self) -> None:
         if not self.synced:
@@ -194,7 +209,7 @@ class BrokerTransport:
         if republished and reason_code.is_failure:
             log.error("MQTT broker refused a republished key: %s", reason_code)
         if fut is not None:
-            self.loop.call_soon_threadsafe(_settle, fut, _refusal(reason_code))
+            self._call(_settle, fut, _refusal(reason_code))
 
     def _fail_pending(self, why: str) -> None:
         with self._lock:
@@ -204,7 +219,7 @@ class BrokerTransport:
             self._republished.clear()
             self._early_acks.clear()
         for fut in pending.values():
-            self.loop.call_soon_threadsafe(_settle, fut, PublishError(why))
+            self._call(_settle, fut, PublishError(why))
 
     # --- asyncio side -----------------------------------------------------------
 
@@ -254,7 +269,8 @@ class BrokerTransport:
         if early is not None:
             _settle(fut, _refusal(early))
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):  # cheaper than wait_for, which wraps the future
+                await fut
         except PublishRefused as exc:
             why = f"MQTT broker refused the key on {topic}: {exc.reason_code}"
             # One line per refused key would flood the log: wgmesh.logfilter holds repeats back.

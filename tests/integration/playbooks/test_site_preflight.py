@@ -126,6 +126,12 @@ def test_site_yml_checks_the_whole_inventory_first():
         ),
         pytest.param(
             None,
+            {"gw1.example.net": {"gateway_underlay_mtu": 1400}},
+            "gw1.example.net: gateway_underlay_mtu 1400 (ipv6):",
+            id="underlay-mtu-too-small",
+        ),
+        pytest.param(
+            None,
             {"gw2.example.net": {"wgmesh_gateway_weight": 0}},
             "gw2.example.net: wgmesh_gateway_weight must be a positive number",
             id="weight-not-positive",

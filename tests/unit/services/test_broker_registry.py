@@ -113,6 +113,20 @@ def test_endpoint_from_data_message():
     assert reg.endpoint("nobody", "ffmuc_a") is None
 
 
+def test_endpoint_follows_every_new_data_message():
+    """The Endpoint is built once per data message (not per request); a new message replaces it."""
+    reg = registry()
+    reg.endpoint("w1", "ffmuc_a")  # asked before any data: no answer kept for later
+    reg.handle("wireguard-worker/w1/ffmuc_a/data", json.dumps(DATA).encode())
+    assert reg.endpoint("w1", "ffmuc_a").address == "gw1.example.net"
+    moved = {**DATA, "ExternalAddress": "gw1-new.example.net", "LinkAddress": "fe80::1/64"}
+    reg.handle("wireguard-worker/w1/ffmuc_a/data", json.dumps(moved).encode())
+    assert reg.endpoint("w1", "ffmuc_a").as_json()["Address"] == "gw1-new.example.net"
+    assert reg.endpoint("w1", "ffmuc_a").allowed_ips == ("fe80::1",)
+    reg.handle("wireguard-worker/w1/ffmuc_a/data", b"")  # retained message cleared
+    assert reg.endpoint("w1", "ffmuc_a") is None
+
+
 @pytest.mark.parametrize("missing", ["ExternalAddress", "Port", "PublicKey", "LinkAddress"])
 def test_incomplete_data_gives_no_endpoint(missing):
     reg = registry()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -18,8 +20,10 @@ def write(tmp_path, data: dict, mode: int):
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
-def test_password_in_a_file_others_can_read_warns(tmp_path, mode):
+def test_password_in_a_file_others_can_read_warns(tmp_path, monkeypatch, mode):
     path = write(tmp_path, {**BASE, "mqtt": {"username": "wgkex", "password": "s3cret"}}, mode)
+    # The file's group is not the daemon's: its members may read the password.
+    monkeypatch.setattr(os, "getegid", lambda: os.stat(path).st_gid + 1)
     warnings = load_config(path).warnings
     assert len(warnings) == 1, warnings
     assert path in warnings[0]
@@ -34,6 +38,13 @@ def test_password_in_a_file_others_can_read_warns(tmp_path, mode):
 )
 def test_private_file_or_no_password_is_quiet(tmp_path, mqtt, mode):
     assert load_config(write(tmp_path, {**BASE, "mqtt": mqtt}, mode)).warnings == ()
+
+
+def test_group_readable_by_the_daemons_own_group_is_quiet(tmp_path, monkeypatch):
+    """The roles' shape: root-owned, 0640, group = the service's own group (it cannot change the file)."""
+    path = write(tmp_path, {**BASE, "mqtt": {"username": "wgkex", "password": "s3cret"}}, 0o640)
+    monkeypatch.setattr(os, "getegid", lambda: os.stat(path).st_gid)
+    assert load_config(path).warnings == ()
 
 
 def test_http_limits_defaults_and_overrides(tmp_path):

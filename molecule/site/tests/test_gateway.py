@@ -1,4 +1,4 @@
-"""The gateway role's interfaces, static peers, uplink check and nftables table, on two containers.
+"""The gateway role's interfaces, static peers, uplink check and nftables table, on the two gateways.
 
 Real parts: wireguard-go, systemd-networkd 252, busybox httpd and nftables in Debian 12
 containers. Not here (no kernel modules in containers): kernel WireGuard and batman-adv;
@@ -7,29 +7,25 @@ the VM tier covers them.
 
 import ipaddress
 import json
-import os
+import sys
+from pathlib import Path
 
 import pytest
-import testinfra
-from testinfra.utils.ansible_runner import AnsibleRunner
 
 from wgmesh import derive
 
-INVENTORY = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-GATEWAYS = INVENTORY.get_hosts("gateways")
-testinfra_hosts = [f"podman://{name}" for name in GATEWAYS]
+# The repository root: tests.support is shared by the tests, bench/ and Molecule.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.support.molecule import INVENTORY, example_vars, podman_host, podman_hosts
 
-DOMAINS = INVENTORY.get_variables(GATEWAYS[0])["wgmesh_domains"]
+GATEWAYS = INVENTORY.get_hosts("gateways")
+testinfra_hosts = podman_hosts("gateways")
+
+EXAMPLE = example_vars()
+DOMAINS = EXAMPLE["wgmesh_domains"]
 # Interface names and MTUs as the collection derives them (docs/mtu.md: a 1500 IPv6 underlay).
 IFS = {d["name"]: derive.interface_names(d["name"], [d["prefix"]]) for d in DOMAINS}
 MTU = {"wg": 1420, "vx": 1350, "br": 1318}
-# A node key the test adds as the worker would: peer, route, FDB entry.
-NODE_KEY = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
-NODE_LLADDR = "fe80::26f:79ff:fe39:ac8b"
-
-
-def _host(name):
-    return testinfra.get_host(f"podman://{name}")
 
 
 def _others(host):
@@ -85,7 +81,7 @@ def test_other_gateways_are_static_peers_with_route_and_fdb(host, domain):
     routes = json.loads(host.check_output(f"ip -j -6 route show dev {ifs['wg']}"))
     fdb = json.loads(host.check_output(f"bridge -j fdb show dev {ifs['vx']}"))
     for other in _others(host):
-        key = _public_key(_host(other), ifs["wg"])
+        key = _public_key(podman_host(other), ifs["wg"])
         lladdr = _lladdr(key)
         assert key in peers, f"{other} is no peer on {ifs['wg']}"
         assert peers[key]["allowed_ips"] == f"{lladdr}/128"
@@ -102,7 +98,7 @@ def test_uplink_check_answers_200_over_wireguard(host, domain):
     """What a Gluon node asks: GET http://[<gateway lladdr>%wg-<dom>]/, here from the other gateway."""
     wg = IFS[domain]["wg"]
     for other in _others(host):
-        lladdr = _lladdr(_public_key(_host(other), wg))
+        lladdr = _lladdr(_public_key(podman_host(other), wg))
         status = host.check_output(
             "python3 -c 'import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10); "
             'c.request("GET", "/"); print(c.getresponse().status)\' %s%%%s',
@@ -113,51 +109,26 @@ def test_uplink_check_answers_200_over_wireguard(host, domain):
 
 
 def test_uplink_server_listens_only_on_the_lladdrs(host):
-    listeners = host.check_output("ss -Htln sport = :80")
-    assert "*:80" not in listeners and "0.0.0.0:80" not in listeners and "[::]:80" not in listeners, listeners
+    """On a port of its own (8180), so that a broker may hold port 80 of every address (all-in-one)."""
+    listeners = host.check_output("ss -Htln sport = :8180")
+    assert "*:8180" not in listeners and "0.0.0.0:8180" not in listeners and "[::]:8180" not in listeners, listeners
     for domain in DOMAINS:
-        assert f"]%{IFS[domain['name']]['wg']}:80" in listeners, listeners
+        assert f"]%{IFS[domain['name']]['wg']}:8180" in listeners, listeners
 
 
 def test_nftables_table_of_its_own(host):
     table = host.check_output("nft list table inet wgmesh_gateway")
-    assert "udp dport { 40011, 40012 } accept" in table
-    assert 'tcp dport 80 iifname != "lo" drop' in table
-    assert "tcp dport 9431 ip saddr 192.0.2.10 accept" in table
-    assert "tcp dport 9431 drop" in table
+    assert f"udp dport {{ {', '.join(str(d['port']) for d in DOMAINS)} }} accept" in table
+    assert 'tcp dport 8180 iifname != "lo" drop' in table
+    for domain in DOMAINS:
+        wg = IFS[domain["name"]]["wg"]
+        lladdr = _lladdr(_public_key(host, wg))
+        assert f'iifname "{wg}" ip6 daddr {lladdr} tcp dport 80 dnat ip6 to [{lladdr}]:8180' in table
+    port, sources = EXAMPLE["wgmesh_metrics_port"], EXAMPLE["wgmesh_metrics_sources"]
+    assert f"tcp dport {port} ip saddr {sources[0]} accept" in table
+    assert f"tcp dport {port} drop" in table
 
 
 def test_networkd_leaves_foreign_routes_alone(host):
     conf = host.file("/etc/systemd/networkd.conf.d/60-wgmesh-gateway.conf").content_string
     assert "ManageForeignRoutes=no" in conf and "ManageForeignRoutingPolicyRules=no" in conf
-
-
-def _wait_until_configured(host, link):
-    """networkctl returns before networkd has (re)configured the link: wait for that, without a time limit."""
-    host.check_output(
-        "until networkctl list --no-legend %s | grep -q ' configured *$'; do sleep 0.2; done; sleep 0.5", link
-    )
-
-
-def test_worker_state_survives_networkd_reload_and_restart(host):
-    """A peer, route and FDB entry added as the worker adds them survive `networkctl reload` and a restart."""
-    ifs = IFS[DOMAINS[0]["name"]]
-    host.check_output(f"wg set {ifs['wg']} peer {NODE_KEY} allowed-ips {NODE_LLADDR}/128")
-    # proto static, as the worker's routes (src/wgmesh/worker/rtnl_bulk.py)
-    host.check_output(f"ip -6 route replace {NODE_LLADDR}/128 dev {ifs['wg']} proto static")
-    host.check_output(f"bridge fdb append 00:00:00:00:00:00 dev {ifs['vx']} dst {NODE_LLADDR} via {ifs['wg']}")
-    try:
-        for action in (
-            "networkctl reload",
-            f"networkctl reconfigure {ifs['wg']}",
-            "systemctl restart systemd-networkd",
-        ):
-            host.check_output(action)
-            _wait_until_configured(host, ifs["wg"])
-            assert NODE_KEY in host.check_output(f"wg show {ifs['wg']} peers"), action
-            assert NODE_LLADDR in host.check_output(f"ip -6 route show dev {ifs['wg']}"), action
-            assert NODE_LLADDR in host.check_output(f"bridge fdb show dev {ifs['vx']}"), action
-    finally:
-        host.run(f"bridge fdb del 00:00:00:00:00:00 dev {ifs['vx']} dst {NODE_LLADDR}")
-        host.run(f"ip -6 route del {NODE_LLADDR}/128 dev {ifs['wg']}")
-        host.run(f"wg set {ifs['wg']} peer {NODE_KEY} remove")
