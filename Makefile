@@ -116,6 +116,27 @@ molecule: deps ## Molecule scenarios from molecule/scenarios.txt (MOLECULE_SCENA
 	  molecule test -s $$s || exit 1; \
 	done
 
+# The lab (docs/lab.md): VMs of inventories/lab, site.yml, a simulated Gluon node.
+LAB_STATE := $(CURDIR)/.build/lab
+# Both gateways at once: the lab has no nodes to keep up during a rollout, and
+# under TCG each gateway takes minutes.
+LAB_PLAYBOOK = ansible-playbook -i inventories/lab -e wgmesh_gateways_serial=2
+
+.PHONY: lab
+lab: deps ## The whole backbone on this machine: two gateways, mosquitto, broker, a simulated Gluon node (docs/lab.md)
+	nice -n 5 $(LAB_PLAYBOOK) playbooks/lab.yml
+
+.PHONY: lab-drift
+lab-drift: tools ## In a running lab: hand-edit a config and delete the node's peer, then site.yml repairs both
+	$(LAB_PLAYBOOK) playbooks/lab/drift.yml
+	nice -n 5 $(LAB_PLAYBOOK) site.yml
+	$(LAB_PLAYBOOK) playbooks/lab/drift-check.yml
+
+.PHONY: lab-down
+lab-down: ## Remove the lab: its VMs (QEMU processes), disks, SSH key and generated passwords
+	if [ -d $(LAB_STATE) ]; then $(BIN)/python molecule/shared/vm/vmctl.py stop --state-dir $(LAB_STATE); fi
+	rm -rf $(LAB_STATE)
+
 .PHONY: bench
 bench: deps ## Every benchmark in bench/ (root; prints figures beside the naive/upstream way, asserts nothing)
 	pip install --quiet --disable-pip-version-check -r requirements/bench.txt

@@ -44,9 +44,19 @@ PACKAGES = [
     "procps",
     "wireguard-tools",
     "batctl",
+    # What the roles (site.yml) and the lab's node install: dpkg under TCG takes
+    # minutes per host, debootstrap on the host seconds (docs/lab.md).
+    "busybox",
+    "nftables",
+    "systemd-timesyncd",
+    "mosquitto",
+    "mosquitto-clients",
+    "python3-venv",
 ]
 # Units enabled in the image; units masked to keep boots short and quiet.
 ENABLE_UNITS = ["systemd-networkd.service", "ssh.service", "wgmesh-seed.service"]
+# Installed for speed, started only by the roles that configure them.
+DISABLE_UNITS = ["mosquitto.service"]
 MASK_UNITS = [
     "systemd-networkd-wait-online.service",
     "apt-daily.timer",
@@ -145,6 +155,7 @@ def build(target):
         shutil.copytree(ROOTFS_OVERLAY, root, symlinks=True, dirs_exist_ok=True)
         run(["chroot", root, "update-initramfs", "-u", "-k", "all"])
         run(["systemctl", f"--root={root}", "enable", *ENABLE_UNITS])
+        run(["systemctl", f"--root={root}", "disable", *DISABLE_UNITS])
         run(["systemctl", f"--root={root}", "mask", *MASK_UNITS])
         # An empty machine-id makes systemd create a new one at each VM's first
         # boot; cloned ids give bridges, VXLAN and batman-adv identical MACs.
