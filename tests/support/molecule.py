@@ -26,6 +26,13 @@ def example_vars() -> dict:
     return yaml.safe_load((EXAMPLE_INVENTORY / "group_vars" / "all" / "wgmesh.yml").read_text())
 
 
+def example_host_vars(host: str) -> dict:
+    """One host's variables in the example inventory (host_vars/<host>.yml)."""
+    import yaml
+
+    return yaml.safe_load((EXAMPLE_INVENTORY / "host_vars" / f"{host}.yml").read_text()) or {}
+
+
 def podman_hosts(group: str) -> list[str]:
     """testinfra host specs of a group, for a module's ``testinfra_hosts``."""
     return [f"podman://{name}" for name in INVENTORY.get_hosts(group)]
@@ -50,6 +57,18 @@ try:
 except e.HTTPError as x:
     print(x.code); print(x.headers.get('Location') or x.read().decode())
 """
+
+
+def uplink_status(host, lladdr: str, ifname: str) -> int:
+    """What a Gluon node's uplink check asks, from inside ``host``: GET http://[<lladdr>%<ifname>]:80/.
+
+    http.client, not urllib: urllib cannot take an IPv6 zone in a URL.
+    """
+    script = (
+        "import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10); "
+        'c.request("GET", "/"); print(c.getresponse().status)'
+    )
+    return int(host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(f'{lladdr}%{ifname}')}"))
 
 
 def http(host, url: str, body=None) -> tuple[int, str]:

@@ -13,7 +13,7 @@ import pytest
 
 # The repository root: tests.support is shared by the tests, bench/ and Molecule.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.support.molecule import INVENTORY, http, podman_hosts
+from tests.support.molecule import INVENTORY, http, podman_hosts, uplink_status
 
 testinfra_hosts = podman_hosts("gateways")
 
@@ -105,13 +105,7 @@ def test_worker_health_and_metrics(host):
 def test_uplink_check_answers_beside_the_broker_on_port_80(host):
     """The Gluon uplink check (busybox httpd on wg-welt's link-local) and the broker share port 80."""
     lladdr = host.check_output(f"ip -6 -o address show dev {WG} scope link").split()[3].split("/")[0]
-    status = host.check_output(
-        "python3 -c 'import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10); "
-        'c.request("GET", "/"); print(c.getresponse().status)\' %s%%%s',
-        lladdr,
-        WG,
-    )
-    assert status == "200"
+    assert uplink_status(host, lladdr, WG) == 200
     status, text = http(host, "http://127.0.0.1/health")
     assert status == 200 and json.loads(text)["status"] == "ok", text
 

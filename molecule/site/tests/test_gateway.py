@@ -16,7 +16,7 @@ from wgmesh import derive
 
 # The repository root: tests.support is shared by the tests, bench/ and Molecule.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.support.molecule import INVENTORY, example_vars, podman_host, podman_hosts
+from tests.support.molecule import INVENTORY, example_vars, podman_host, podman_hosts, uplink_status
 
 GATEWAYS = INVENTORY.get_hosts("gateways")
 testinfra_hosts = podman_hosts("gateways")
@@ -99,13 +99,7 @@ def test_uplink_check_answers_200_over_wireguard(host, domain):
     wg = IFS[domain]["wg"]
     for other in _others(host):
         lladdr = _lladdr(_public_key(podman_host(other), wg))
-        status = host.check_output(
-            "python3 -c 'import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10); "
-            'c.request("GET", "/"); print(c.getresponse().status)\' %s%%%s',
-            lladdr,
-            wg,
-        )
-        assert status == "200"
+        assert uplink_status(host, lladdr, wg) == 200
 
 
 def test_uplink_server_listens_only_on_the_lladdrs(host):

@@ -16,7 +16,7 @@ from wgmesh.derive import lladdr_from_key
 
 # The repository root: tests.support is shared by the tests, bench/ and Molecule.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests.support.molecule import INVENTORY, example_vars, http, podman_host, podman_hosts
+from tests.support.molecule import INVENTORY, example_host_vars, example_vars, http, podman_host, podman_hosts
 from tests.support.procs import wait_until
 
 DOMAINS = example_vars()["wgmesh_domains"]
@@ -44,7 +44,7 @@ def test_a_posted_key_is_a_peer_route_and_fdb_entry_on_both_gateways(host, node_
     status, text = _post(host, "v2", domain["name"], node_key)
     assert status == 200, text
     endpoint = json.loads(text)["Endpoint"]
-    assert endpoint["Address"] in {f"gw{i}.example.net" for i in (1, 2)}
+    assert endpoint["Address"] in {example_host_vars(name)["wgmesh_gateway_external_name"] for name in GATEWAYS}
     assert endpoint["Port"] == str(domain["port"])
     lladdr = str(lladdr_from_key(node_key))
     suffix = domain["name"].removeprefix(domain["prefix"])
