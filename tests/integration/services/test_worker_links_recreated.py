@@ -1,10 +1,11 @@
 """A recreated wg-/vx- link gets the worker's state back at once, without a worker restart.
 
 The gateway role deletes vx-<dom> when its .netdev changes (networkd makes it anew, with no FDB
-entries), and a restart of wgmesh-wg@ recreates wg-<dom> empty. The worker watches its links
-over rtnetlink and reconciles such a domain from its journal (docs/worker.md). Here the worker
-runs with a reconcile interval of an hour, so only that watch can bring the state back. Real
-wireguard-go, kernel VXLAN and mosquitto, in a namespace; nothing is mocked.
+entries), a restart of wgmesh-wg@ recreates wg-<dom> empty, and a link set down loses its IPv6
+routes. The worker watches its links over rtnetlink and reconciles such a domain from its
+journal (docs/worker.md). Here the worker runs with a reconcile interval of an hour, so only
+that watch can bring the state back. Real wireguard-go, kernel VXLAN and mosquitto, in a
+namespace; nothing is mocked.
 """
 
 from __future__ import annotations
@@ -45,5 +46,12 @@ def test_recreated_vxlan_and_wireguard_links_are_repaired_without_a_restart(gate
     assert not gw.peers()
     gap = _time_until_complete(gw, keys)
     print(f"{NODES} peers, routes and FDB entries back {gap:.2f} s after wg- was recreated")
+
+    # wg- set down and up again: the kernel drops its IPv6 routes on the way down
+    gw.ns("ip", "link", "set", gw.wg, "down")
+    gw.ns("ip", "link", "set", gw.wg, "up")
+    assert not gw.routes()
+    gap = _time_until_complete(gw, keys)
+    print(f"{NODES} routes back {gap:.2f} s after wg- came up again")
 
     assert gw.worker_proc.poll() is None and gw.worker_proc.pid == pid, "the worker was not restarted"
