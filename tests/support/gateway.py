@@ -166,6 +166,18 @@ class Gateway:
     def create(self, vxlan: bool = True) -> None:
         run("ip", "netns", "add", self.netns)
         self.ns("ip", "link", "set", "lo", "up")
+        keyfile = self.workdir / f"{self.wg}.key"
+        keyfile.touch(mode=0o600)
+        keyfile.write_text(out("wg", "genkey"))
+        self.public_key = out("wg", "pubkey", input=keyfile.read_text()).strip()
+        self.listen_port = 40000 + secrets.randbelow(20000)  # inside our own namespace only
+        self.lladdr = str(derive.lladdr_from_key(self.public_key))
+        self.add_wireguard()
+        if vxlan:
+            self.add_vxlan()
+
+    def add_wireguard(self) -> None:
+        """wg-<id> with its key, port and link-local address, as wgmesh-wg@ and networkd set it up."""
         env = dict(os.environ, WG_PROCESS_FOREGROUND="1", LOG_LEVEL="error")
         self.wg_proc = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, "wireguard-go", self.wg],
@@ -175,18 +187,28 @@ class Gateway:
         )
         wait_until(lambda: Path(f"/var/run/wireguard/{self.wg}.sock").exists(), 10, what=f"{self.wg} socket")
         keyfile = self.workdir / f"{self.wg}.key"
-        keyfile.touch(mode=0o600)
-        keyfile.write_text(out("wg", "genkey"))
-        self.public_key = out("wg", "pubkey", input=keyfile.read_text()).strip()
-        self.listen_port = 40000 + secrets.randbelow(20000)  # inside our own namespace only
         self.ns("wg", "set", self.wg, "private-key", str(keyfile), "listen-port", str(self.listen_port))
-        self.lladdr = str(derive.lladdr_from_key(self.public_key))
         self.ns("ip", "link", "set", self.wg, "up")
         self.ns("ip", "-6", "addr", "add", f"{self.lladdr}/64", "dev", self.wg, "nodad")
-        if vxlan:
-            self.ns("ip", "link", "add", self.vx, "type", "vxlan", "id", "4831583", "dstport", "8472",
-                    "local", self.lladdr, "dev", self.wg)  # fmt: skip
-            self.ns("ip", "link", "set", self.vx, "up")
+
+    def add_vxlan(self) -> None:
+        self.ns("ip", "link", "add", self.vx, "type", "vxlan", "id", "4831583", "dstport", "8472",
+                "local", self.lladdr, "dev", self.wg)  # fmt: skip
+        self.ns("ip", "link", "set", self.vx, "up")
+
+    def has_link(self, ifname: str) -> bool:
+        return run("ip", "-n", self.netns, "link", "show", ifname, check=False).returncode == 0
+
+    def recreate_wireguard(self) -> None:
+        """What a restart of wgmesh-wg@ does: the device goes (taking its peers, routes and the
+        VXLAN device stacked on it along) and comes back empty; networkd then stacks vx- again."""
+        if self.wg_proc:
+            terminate(self.wg_proc, timeout=5)
+        wait_until(lambda: not self.has_link(self.wg), 10, what=f"{self.wg} gone")
+        Path(f"/var/run/wireguard/{self.wg}.sock").unlink(missing_ok=True)
+        self.add_wireguard()
+        if not self.has_link(self.vx):
+            self.add_vxlan()
 
     def ns(self, *args: str, check: bool = True) -> str:
         return out("ip", "netns", "exec", self.netns, *args, check=check)

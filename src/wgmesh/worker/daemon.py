@@ -1,11 +1,11 @@
 """The worker daemon: one persistent MQTT session in, kernel changes out.
 
-Three threads, each with its own module: paho's network thread (session.py) only validates and
-queues; the apply thread (this loop) owns the kernel (changes.py, reconciler.py), the journal's
-content and the timers; the committer thread (committer.py) writes the journal and then sends
-the PUBACKs. A key is acknowledged only after it was tried in the kernel and its journal write
-was attempted, so a key that arrives while the worker dies is delivered again by mosquitto
-(docs/worker.md).
+Four threads, each with its own module: paho's network thread (session.py) and the link watch
+(linkwatch.py) only validate and queue; the apply thread (this loop) owns the kernel
+(changes.py, reconciler.py), the journal's content and the timers; the committer thread
+(committer.py) writes the journal and then sends the PUBACKs. A key is acknowledged only
+after it was tried in the kernel and its journal write was attempted, so a key that arrives
+while the worker dies is delivered again by mosquitto (docs/worker.md).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from wgmesh import protocol
 from wgmesh.config import Config
 from wgmesh.worker.changes import KernelChanges
 from wgmesh.worker.committer import Committer
-from wgmesh.worker.domains import domain_links
+from wgmesh.worker.domains import DomainLinks, domain_links
 from wgmesh.worker.errors import KernelError
 from wgmesh.worker.journal import Journal, JournalError
 from wgmesh.worker.links import Links
+from wgmesh.worker.linkwatch import LinkChanged, LinkWatcher
 from wgmesh.worker.metrics import WorkerMetrics
 from wgmesh.worker.reconcile import StalePolicy
 from wgmesh.worker.reconciler import Reconciler
@@ -39,6 +40,9 @@ MAX_BATCH = 5000  # keys applied together when they arrive in a burst
 # serialisation and fsync per group instead of per key (the journal grows with the mesh).
 COMMIT_LINGER_S = 0.05
 COMMIT_MAX_DELAY_S = 0.5
+# networkd makes a link in steps (create, MTU, up, stacked links): one reconcile of the domain
+# this long after the first event of a recreated link covers them.
+LINK_SETTLE_S = 0.2
 
 
 class Worker:
@@ -71,6 +75,8 @@ class Worker:
         )
         self._unacked: list[KeyEvent] = []  # applied, waiting for the journal write
         self._unacked_since = 0.0
+        self.link_watcher = LinkWatcher(self.domains.values(), self.events)
+        self._relink_due: dict[str, float] = {}  # domain -> when to reconcile it for a new link
 
     def health(self) -> str | None:
         """What keeps the worker from being fully healthy (for /health), or None."""
@@ -83,6 +89,7 @@ class Worker:
             self.metrics.serve(host, port, self.health)
             log.info("metrics on http://%s:%d/metrics, health on /health", host, port)
         self.committer.start()  # first: the first reconcile's journal write goes through it (retries)
+        self.link_watcher.start()  # before the first reconcile: a link made in between is seen
         self.reconcile_all()  # serve known nodes at once, before MQTT is even up
         self.session.start()
         next_metrics = next_reconcile = time.monotonic()
@@ -96,7 +103,8 @@ class Worker:
                 if now >= next_reconcile:
                     self.reconcile_all()
                     next_reconcile = now + self.cfg.worker.reconcile_interval
-                timeout = max(0.0, min(next_metrics, next_reconcile) - time.monotonic())
+                self.reconcile_relinked(now)
+                timeout = max(0.0, min(next_metrics, next_reconcile, *self._relink_due.values()) - time.monotonic())
                 if self._unacked:  # keys wait for their journal write: linger briefly for more
                     timeout = max(0.0, self._unacked_since + COMMIT_LINGER_S - time.monotonic())
                 try:
@@ -128,6 +136,8 @@ class Worker:
         if keys:
             self.apply_keys(keys)
         for event in events:
+            if isinstance(event, LinkChanged):
+                self._relink_due.setdefault(event.domain, time.monotonic() + LINK_SETTLE_S)
             if isinstance(event, Connected) and event.generation == self.session.generation:
                 self.reconcile_all()
                 self.publish_data()
@@ -137,6 +147,7 @@ class Worker:
         self.commit()
         self.committer.stop()
         self.session.close()
+        self.link_watcher.close()
         self.changes.links.close()
 
     # --- keys -------------------------------------------------------------------
@@ -177,8 +188,19 @@ class Worker:
         self.committer.submit(self.journal.snapshot(), pending)
 
     # --- reconcile and what the broker reads --------------------------------------
-    def reconcile_all(self) -> None:
-        self.reconciler.reconcile_all(self.domains.values())
+    def reconcile_relinked(self, now: float) -> None:
+        """Reconcile the domains whose wg- or vx- link was recreated (linkwatch.py), now that
+        the link has settled: its peers, routes or FDB entries went with the old link."""
+        due = [domain for domain, when in self._relink_due.items() if when <= now]
+        for domain in due:
+            del self._relink_due[domain]
+            self.changes.selector.forget(self.domains[domain].wg)  # it may be of another kind now
+        if due:
+            log.info("reconciling %s for their recreated links", ", ".join(sorted(due)))
+            self.reconcile_all([self.domains[domain] for domain in due])
+
+    def reconcile_all(self, domains: list[DomainLinks] | None = None) -> None:
+        self.reconciler.reconcile_all(self.domains.values() if domains is None else domains)
         if self.committer.alive:
             if self.journal.dirty:  # through the committer, so writes stay in order
                 self.committer.submit(self.journal.snapshot(), [])

@@ -11,6 +11,7 @@ import errno
 import ipaddress
 import json
 import os
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -18,9 +19,10 @@ import pytest
 from wgmesh import derive, protocol
 from wgmesh.config import parse_config
 from wgmesh.worker.backend import BackendError, Device, Peer
-from wgmesh.worker.daemon import Worker
+from wgmesh.worker.daemon import LINK_SETTLE_S, Worker
 from wgmesh.worker.errors import KernelError
 from wgmesh.worker.links import LinkError, Links
+from wgmesh.worker.linkwatch import LinkChanged
 from wgmesh.worker.rtnl_bulk import BulkError, BulkRtnl
 
 KEY1 = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
@@ -322,3 +324,23 @@ def test_bulk_socket_errors_belong_to_the_kernel_error_family():
         bulk.host_routes(5)
     assert issubclass(BulkError, KernelError)
     assert issubclass(BackendError, KernelError) and issubclass(LinkError, KernelError)
+
+
+def test_a_recreated_link_reconciles_only_its_domain_once_it_has_settled(two_domains):
+    w = two_domains
+    forgotten = []
+    w.changes.selector.forget = forgotten.append
+    w.changes.links.heal()
+    w.session.on_message(w.client, None, message("wireguard/ffmuc_welt/all", KEY1, 1))
+    w.session.on_message(w.client, None, message("wireguard/ffmuc_uml/all", KEY2, 2))
+    w.apply_keys(list(w.drain()))
+    w.changes.links.fdb.clear()  # both VXLAN devices lost their FDB entries ...
+    # ... but only uml's was seen recreated (linkwatch.py), in several steps
+    w._handle([LinkChanged("ffmuc_uml", "vx-uml", "appeared"), LinkChanged("ffmuc_uml", "vx-uml", "came up")])
+    w.reconcile_relinked(time.monotonic())  # within the settle time: nothing yet
+    assert not w.changes.links.fdb
+    w.reconcile_relinked(time.monotonic() + LINK_SETTLE_S)
+    assert w.changes.links.fdb == {derive.lladdr_from_key(KEY2)}
+    assert forgotten == ["wg-uml"]  # the WireGuard backend is chosen again for a new device
+    w.reconcile_relinked(time.monotonic() + 10 * LINK_SETTLE_S)
+    assert forgotten == ["wg-uml"], "one reconcile for the events of one settle time"
