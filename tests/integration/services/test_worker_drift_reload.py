@@ -10,9 +10,10 @@ wireguard-go, kernel VXLAN and mosquitto in a namespace; nothing is mocked.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 
-from tests.support.gateway import WORKER_BIN, start_workers
+from tests.support.gateway import PREFIX, WORKER_BIN, start_workers
 from tests.support.keys import new_key
 from tests.support.procs import wait_until
 from wgmesh import derive
@@ -65,3 +66,25 @@ def test_drift_lists_a_peer_a_route_and_an_fdb_entry_deleted_by_hand_and_sighup_
     assert (again.returncode, again.stdout) == (EXIT_IN_SYNC, ""), again.stdout + again.stderr
     assert gw.worker_proc.poll() is None and gw.worker_proc.pid == pid, "reloaded, not restarted"
     assert gw.log_text().count("SIGHUP: reconciling every domain now") == 1
+
+
+def test_the_worker_tells_systemd_it_is_ready_only_once_a_sighup_is_safe(gateways, mosquitto, domain, tmp_path):
+    """The unit is Type=notify: `systemctl restart` returns, and a reload may follow, only after
+    READY=1. Sent before the SIGHUP handler is set, that reload would end the worker (SIGHUP's
+    default action), and systemd counts a SIGHUP exit as clean, so Restart=on-failure would not
+    bring it back."""
+    notify_path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(notify_path)
+        notify.settimeout(60)  # a guard against a hang, not a measurement
+        gw = gateways()
+        gw.write_config(domain, PREFIX, 1883)
+        gw.start_worker(mosquitto.port, env={"NOTIFY_SOCKET": notify_path})
+        try:
+            message = notify.recv(4096)
+        except TimeoutError:
+            raise AssertionError(f"no READY=1 on NOTIFY_SOCKET\n{gw.log_text()[-3000:]}") from None
+    assert message == b"READY=1"
+    gw.worker_proc.send_signal(signal.SIGHUP)  # at once, as a reload right after a restart does
+    wait_until(lambda: "SIGHUP: reconciling every domain now" in gw.log_text(), timeout=30, what="SIGHUP handled")
+    assert gw.worker_proc.poll() is None, "the worker survived the SIGHUP"
