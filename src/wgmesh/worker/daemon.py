@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wgmesh import protocol
+from wgmesh import protocol, sdnotify
 from wgmesh.config import Config
 from wgmesh.worker.changes import KernelChanges
 from wgmesh.worker.committer import Committer
@@ -100,6 +100,9 @@ class Worker:
         self.link_watcher.start()  # before the first reconcile: a link made in between is seen
         self.reconcile_all()  # serve known nodes at once, before MQTT is even up
         self.session.start()
+        # Type=notify: `systemctl restart` returns, and a reload may come, only now that the
+        # signal handlers are set (main() sets them before run()) and known nodes are served.
+        sdnotify.notify("READY=1")
         next_metrics = next_reconcile = time.monotonic()
         next_reconcile += self.cfg.worker.reconcile_interval
         try:
