@@ -203,3 +203,14 @@ def test_the_report_never_shows_the_mqtt_password(tmp_path):
     code, lines, err = run(cfg, backend, links)
     assert code == drift.EXIT_DRIFT
     assert PASSWORD not in "\n".join(lines) + err
+
+
+def test_a_journal_it_cannot_open_is_an_error_not_an_empty_journal(tmp_path):
+    """The daemon starts empty from an unreadable journal; --drift must not call that in sync
+    (e.g. run without the right to read the file)."""
+    cfg = config(tmp_path)
+    (tmp_path / "journal.json").mkdir()  # open() fails with an OSError, as without read permission
+    backend, links = in_sync_kernel([])
+    code, lines, err = run(cfg, backend, links)
+    assert (code, lines) == (drift.EXIT_ERROR, [])
+    assert f"journal {tmp_path / 'journal.json'}: cannot read" in err
