@@ -27,7 +27,7 @@ from wgmesh.worker.backend import InterfaceMissing
 from wgmesh.worker.changes import KernelChanges, lladdr
 from wgmesh.worker.domains import DomainLinks, domain_links
 from wgmesh.worker.errors import KernelError
-from wgmesh.worker.journal import Journal
+from wgmesh.worker.journal import Journal, JournalError
 from wgmesh.worker.links import Links
 from wgmesh.worker.metrics import WorkerMetrics
 from wgmesh.worker.reconcile import StalePolicy
@@ -37,7 +37,7 @@ from wgmesh.worker.selector import BackendSelector
 log = logging.getLogger(__name__)
 
 EXIT_IN_SYNC = 0
-EXIT_ERROR = 2  # config unusable, or a domain's kernel state could not be read
+EXIT_ERROR = 2  # config unusable, the journal unreadable, or a domain's kernel state could not be read
 EXIT_DRIFT = 3  # a reconcile would change something (1 stays Python's own exit code for a crash)
 
 
@@ -114,6 +114,9 @@ def report(
     try:
         reconciler = reconciler_for(cfg, selector or BackendSelector(cfg.worker.backend), links, clock)
         found, errors = survey_all(reconciler, domain_links(cfg))
+    except JournalError as exc:
+        print(exc, file=err)
+        return EXIT_ERROR
     finally:
         if own_links:
             links.close()

@@ -22,7 +22,7 @@ SALVAGE_ATTEMPTS = 20  # cut points tried, from the end, in a damaged file
 
 
 class JournalError(Exception):
-    """The journal cannot be written; the message names the file."""
+    """The journal cannot be written (or, read-only, read); the message names the file."""
 
 
 class Journal:
@@ -45,6 +45,8 @@ class Journal:
         except FileNotFoundError:
             return
         except OSError as exc:
+            if self.read_only:  # no verdict from a journal never read (--drift without the right to read it)
+                raise JournalError(f"journal {self.path}: cannot read: {exc}") from None
             self._set_aside(f"unreadable ({exc})")
             return
         problems: list[str] = []
