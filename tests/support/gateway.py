@@ -278,7 +278,8 @@ class Gateway:
     def journal_path(self) -> Path:
         return self.workdir / f"journal-{self.id}.json"
 
-    def start_worker(self, mosquitto_port: int, relay_port: int = 1883) -> None:
+    def start_worker(self, mosquitto_port: int, relay_port: int = 1883, env: dict[str, str] | None = None) -> None:
+        """env: added to the worker's environment (e.g. NOTIFY_SOCKET, as systemd sets it)."""
         if self.relay is None:
             self.relay = Relay(self.netns, relay_port, mosquitto_port)
         log = self.workdir / f"worker-{self.id}-{len(self.logs)}.log"
@@ -288,6 +289,7 @@ class Gateway:
                 ["ip", "netns", "exec", self.netns, WORKER_BIN, "--config", str(self.config_path), "--debug"],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
             )
 
     def stop_worker(self, hard: bool = False) -> None:

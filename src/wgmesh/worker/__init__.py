@@ -6,6 +6,7 @@ Layers, each readable alone (docs/worker.md, "Code layout"):
   committer.py  the thread that writes the journal, then acknowledges the keys it holds
   changes.py    kernel add/remove per domain: peers, then routes and FDB entries
   reconciler.py make the kernel match the journal, per domain
+  drift.py      --drift: what a reconcile would change now, read-only (its own process)
   report.py     what the broker reads: data and connected-peer counts
   reconcile.py  pure decisions: what to add, what is stale
   journal.py    the desired peers per domain, kept in a small local file

@@ -15,8 +15,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from wgmesh import protocol
+from wgmesh import protocol, sdnotify
 from wgmesh.config import Config
 from wgmesh.worker.changes import KernelChanges
 from wgmesh.worker.committer import Committer
@@ -45,6 +46,11 @@ COMMIT_MAX_DELAY_S = 0.5
 LINK_SETTLE_S = 0.2
 
 
+@dataclass(frozen=True)
+class Reload:
+    """SIGHUP: reconcile every domain now (wgmesh-worker --drift says what that would change)."""
+
+
 class Worker:
     def __init__(
         self,
@@ -61,7 +67,9 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.journal = Journal(cfg.worker.journal)
         self.metrics.journal_set_aside.inc(self.journal.entries_set_aside)
-        self.events: queue.Queue = queue.Queue()
+        # SimpleQueue: its put() is reentrant, so the signal handlers may queue (Queue.put could
+        # deadlock when a signal arrives while the apply thread holds the queue's lock).
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.session = Session(cfg, self.domains, self.metrics, self.events, self.stopping)
         self.committer = Committer(self.journal.path, self.metrics, self.session.ack)
@@ -92,6 +100,9 @@ class Worker:
         self.link_watcher.start()  # before the first reconcile: a link made in between is seen
         self.reconcile_all()  # serve known nodes at once, before MQTT is even up
         self.session.start()
+        # Type=notify: `systemctl restart` returns, and a reload may come, only now that the
+        # signal handlers are set (main() sets them before run()) and known nodes are served.
+        sdnotify.notify("READY=1")
         next_metrics = next_reconcile = time.monotonic()
         next_reconcile += self.cfg.worker.reconcile_interval
         try:
@@ -122,6 +133,10 @@ class Worker:
         self.stopping.set()
         self.events.put(None)
 
+    def reload(self) -> None:
+        """From the SIGHUP handler: the apply thread reconciles every domain at once."""
+        self.events.put(Reload())
+
     def drain(self) -> list:
         out = []
         while len(out) < MAX_BATCH:
@@ -135,6 +150,11 @@ class Worker:
         keys = [e for e in events if isinstance(e, KeyEvent)]
         if keys:
             self.apply_keys(keys)
+        if any(isinstance(e, Reload) for e in events):  # several signals in a burst: one reconcile
+            log.info("SIGHUP: reconciling every domain now")
+            for dom in self.domains.values():
+                self.changes.selector.forget(dom.wg)  # chosen anew, as for a recreated link
+            self.reconcile_all()
         for event in events:
             if isinstance(event, LinkChanged):
                 self._relink_due.setdefault(event.domain, time.monotonic() + LINK_SETTLE_S)

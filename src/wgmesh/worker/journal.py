@@ -22,12 +22,15 @@ SALVAGE_ATTEMPTS = 20  # cut points tried, from the end, in a damaged file
 
 
 class JournalError(Exception):
-    """The journal cannot be written; the message names the file."""
+    """The journal cannot be written (or, read-only, read); the message names the file."""
 
 
 class Journal:
-    def __init__(self, path: str):
+    def __init__(self, path: str, read_only: bool = False):
+        """read_only (wgmesh-worker --drift): read exactly as the daemon does, but leave a
+        damaged file where it is; the daemon sets it aside when it next loads it."""
         self.path = path
+        self.read_only = read_only
         self.domains: dict[str, dict[str, float]] = {}
         self.dirty = False
         self.load()
@@ -42,6 +45,8 @@ class Journal:
         except FileNotFoundError:
             return
         except OSError as exc:
+            if self.read_only:  # no verdict from a journal never read (--drift without the right to read it)
+                raise JournalError(f"journal {self.path}: cannot read: {exc}") from None
             self._set_aside(f"unreadable ({exc})")
             return
         problems: list[str] = []
@@ -82,6 +87,11 @@ class Journal:
         # Keep running rather than refuse to: with an empty journal reconcile only adds what
         # arrives and never removes a live peer. The bad file is kept whole for a human to read;
         # what could be read is written back at the next save (dirty).
+        if self.read_only:
+            log.warning("journal %s is %s; read as the worker reads it: its %d readable entries", self.path, why, kept)
+            if not kept:
+                self.domains = {}
+            return
         aside = f"{self.path}.bad-{int(time.time())}"
         log.error("journal %s is %s; moved to %s, starting with its %d readable entries", self.path, why, aside, kept)
         try:
@@ -115,7 +125,7 @@ class Journal:
         return data
 
     def save(self) -> None:
-        if self.dirty:
+        if self.dirty and not self.read_only:
             try:
                 write_atomic(self.path, self.snapshot())
             except JournalError:

@@ -62,7 +62,7 @@ class LinkStates:
 class LinkWatcher:
     """Queues a LinkChanged on `events` for every link of `domains` that needs a reconcile."""
 
-    def __init__(self, domains: Iterable[DomainLinks], events: queue.Queue):
+    def __init__(self, domains: Iterable[DomainLinks], events: queue.SimpleQueue):
         self.events = events
         self.domain_of = {}
         for dom in domains:

@@ -29,6 +29,7 @@ class Plan:
     add_peers: list[str] = field(default_factory=list)  # missing from the interface
     fix_peers: list[str] = field(default_factory=list)  # present, but their allowed-ips differ
     add_links: list[str] = field(default_factory=list)  # route or FDB entry missing
+    links_missing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per add_links key: "route", "fdb"
     remove: list[str] = field(default_factory=list)  # stale: FDB, route and peer go
     remove_lladdrs: dict[str, tuple[IPv6, ...]] = field(default_factory=dict)  # what to undo per stale key
 
@@ -83,8 +84,10 @@ def plan(
             result.add_peers.append(key)
         elif set(host_lladdrs(peer.allowed_ips)) != {lladdr} or len(peer.allowed_ips) != 1:
             result.fix_peers.append(key)
-        if lladdr not in routes or (fdb is not None and lladdr not in fdb):
+        missing = ("route",) * (lladdr not in routes) + ("fdb",) * (fdb is not None and lladdr not in fdb)
+        if missing:
             result.add_links.append(key)
+            result.links_missing[key] = missing
     for key, peer in peers.items():
         if key in desired or key in static:
             continue

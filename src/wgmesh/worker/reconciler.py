@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
-from wgmesh.worker.backend import InterfaceMissing
+from wgmesh.worker.backend import InterfaceMissing, Peer
 from wgmesh.worker.changes import KernelChanges, lladdr
 from wgmesh.worker.domains import DomainLinks
 from wgmesh.worker.errors import KernelError
 from wgmesh.worker.journal import Journal
 from wgmesh.worker.metrics import WorkerMetrics
-from wgmesh.worker.reconcile import StalePolicy, plan
+from wgmesh.worker.reconcile import Plan, StalePolicy, plan
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Survey:
+    """One domain as the kernel holds it, and what plan() makes of it."""
+
+    plan: Plan
+    peers: Mapping[str, Peer]
+    now: float
+    wg_index: int
+    vx_index: int | None  # None: no VXLAN device, so no FDB entries are planned
 
 
 class Reconciler:
@@ -48,24 +60,21 @@ class Reconciler:
                 self.changes.failed(dom, "reconcile failed", exc)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
 
-    def reconcile(self, dom: DomainLinks) -> None:
+    def survey(self, dom: DomainLinks) -> Survey:
+        """Read one domain's kernel state and plan() it, changing nothing (wgmesh-worker --drift
+        uses this too). Raises InterfaceMissing without wg-, another KernelError when a read fails."""
         changes, links = self.changes, self.changes.links
         desired = self.journal.keys(dom.domain)
-        self.metrics.journal_keys.labels(dom.domain).set(len(desired))
-        try:
-            device = changes.selector.for_interface(dom.wg).device(dom.wg)
-        except InterfaceMissing as exc:
-            log.warning("domain %s: %s; %d journal keys wait for it", dom.domain, exc, len(desired))
-            return
+        device = changes.selector.for_interface(dom.wg).device(dom.wg)
         now = self.clock()
         since = changes.since.setdefault(dom.domain, {})
         for key in device.peers:
             if key not in desired:
                 since.setdefault(key, now)  # unmanaged: the grace period starts when we first see it
         wg_index = links.ifindex(dom.wg)
-        vx_index = links.ifindex(dom.vx)
         if wg_index is None:
-            return
+            raise InterfaceMissing(f"interface {dom.wg} vanished")
+        vx_index = links.ifindex(dom.vx)
         routes = links.host_routes(wg_index)
         fdb = links.fdb_destinations(vx_index, wg_index) if vx_index is not None else None
         todo = plan(
@@ -79,6 +88,18 @@ class Reconciler:
             now,
             self.policy,
         )
+        return Survey(todo, device.peers, now, wg_index, vx_index)
+
+    def reconcile(self, dom: DomainLinks) -> None:
+        changes = self.changes
+        desired = self.journal.keys(dom.domain)
+        self.metrics.journal_keys.labels(dom.domain).set(len(desired))
+        try:
+            found = self.survey(dom)
+        except InterfaceMissing as exc:
+            log.warning("domain %s: %s; %d journal keys wait for it", dom.domain, exc, len(desired))
+            return
+        todo, now = found.plan, found.now
         if todo.remove:
             log.info("domain %s: removing %d stale peers", dom.domain, len(todo.remove))
             changes.remove(dom, todo.remove_lladdrs)
@@ -92,5 +113,5 @@ class Reconciler:
         repair = [k for k in todo.add_links if k not in done]
         if repair:
             log.info("domain %s: reconcile repairs routes/FDB of %d peers", dom.domain, len(repair))
-            changes.add_links(dom, repair, wg_index, vx_index)
-        self.metrics.peers.labels(dom.domain).set(len(device.peers) + len(todo.add_peers) - len(todo.remove))
+            changes.add_links(dom, repair, found.wg_index, found.vx_index)
+        self.metrics.peers.labels(dom.domain).set(len(found.peers) + len(todo.add_peers) - len(todo.remove))

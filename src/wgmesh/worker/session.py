@@ -49,7 +49,7 @@ class Session:
         cfg: Config,
         domains: Collection[str],
         metrics: WorkerMetrics,
-        events: queue.Queue,
+        events: queue.SimpleQueue,
         stopping: threading.Event,
     ):
         self.cfg = cfg

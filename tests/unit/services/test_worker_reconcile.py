@@ -59,6 +59,9 @@ def test_missing_peers_routes_and_fdb_are_planned():
     )
     assert result.add_peers == [KEY_C]
     assert sorted(result.add_links) == sorted([KEY_B, KEY_C])
+    # A peer missing from the interface keeps its route (as `wg set ... remove` leaves it):
+    # --drift names the part that is missing.
+    assert result.links_missing == {KEY_B: ("route",), KEY_C: ("fdb",)}
     assert result.remove == []
 
 
