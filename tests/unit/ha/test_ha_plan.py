@@ -60,3 +60,34 @@ def test_every_reachable_peer_is_triggered_once():
     )
     assert sorted(todo.triggered) == sorted([NODE_A, NODE_B])
     assert sorted(u.public_key for u in todo.undo) == sorted([NODE_A, NODE_B])
+
+
+NOW = 1_800_000_000.0
+
+
+def test_peer_with_a_possibly_live_session_is_added_back_before_the_trigger():
+    """A member promoted again within minutes still holds its old session with the node; the
+    trigger's keepalive would go out over it (the node has moved on to the partner's session)
+    and no handshake would follow. Found by bench/ha_failover.py after a clean stop."""
+    peer = Peer(NODE_A, ("fe80::1/128",), last_handshake=NOW - 100, endpoint="198.51.100.7:4242")
+    todo = promotion_plan(peers(peer), {}, NOW)
+    assert todo.readd == [peer]
+    # added back without endpoint: it is set again, then the keepalive triggers, then the undo
+    assert todo.endpoints == [PeerUpdate(NODE_A, endpoint="198.51.100.7:4242")]
+    assert todo.trigger == [PeerUpdate(NODE_A, keepalive=TRIGGER_KEEPALIVE_S)]
+    assert todo.undo == [PeerUpdate(NODE_A, keepalive=0)]
+
+
+def test_session_older_than_reject_after_time_needs_no_re_add():
+    peer = Peer(NODE_A, ("fe80::1/128",), last_handshake=NOW - 200, endpoint="198.51.100.7:4242")
+    todo = promotion_plan(peers(peer), {}, NOW)
+    assert todo.readd == []
+    assert todo.triggered == [NODE_A]
+
+
+def test_re_added_static_peer_goes_straight_to_its_keepalive():
+    peer = Peer(GATEWAY, ("fe80::9/128",), last_handshake=NOW - 5, endpoint="203.0.113.9:40011", keepalive=25)
+    todo = promotion_plan(peers(peer), {}, NOW)
+    assert todo.readd == [peer]
+    assert todo.trigger == [PeerUpdate(GATEWAY, keepalive=25)]  # 0 after the re-add -> 25 sends
+    assert todo.undo == []
