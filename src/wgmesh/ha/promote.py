@@ -1,8 +1,9 @@
 """Promotion (keepalived notify MASTER) and demotion, carried out on every domain's interface.
 
 Order: the source route first (the handshakes must leave from the VIP), then per interface the
-fwmark that route keys on, the learnt endpoints with the trigger in one request (endpoints go
-before the keepalive that uses them), then the undo in a second one. One domain's failure is
+fwmark that route keys on, peers with a possibly live old session removed and added back, the
+endpoints with the trigger in one request (endpoints go before the keepalive that uses them),
+then the undo in a second one. One domain's failure is
 reported and never stops the others: every second counts for the nodes of the rest.
 """
 
@@ -27,6 +28,7 @@ class DomainOutcome:
     domain: str
     wg: str
     endpoints_applied: int = 0
+    sessions_dropped: int = 0
     handshakes: int = 0
     unknown: int = 0
     seconds: float = 0.0
@@ -42,7 +44,10 @@ def promote_domain(
         device = backend.device(dom.wg)
         if fwmark is not None and device.fwmark != fwmark:
             backend.set_fwmark(dom.wg, fwmark)
-        todo = promotion_plan(device.peers, learnt)
+        todo = promotion_plan(device.peers, learnt, time.time())
+        if todo.readd:  # drop old sessions: see plan.py
+            backend.remove_peers(dom.wg, [p.public_key for p in todo.readd])
+            backend.set_peers(dom.wg, [(p.public_key, p.allowed_ips) for p in todo.readd])
         backend.update_peers(dom.wg, todo.endpoints + todo.trigger)
         backend.update_peers(dom.wg, todo.undo)
     except KernelError as exc:
@@ -51,7 +56,8 @@ def promote_domain(
     return DomainOutcome(
         dom.domain,
         dom.wg,
-        endpoints_applied=len(todo.endpoints),
+        endpoints_applied=todo.learnt_applied,
+        sessions_dropped=len(todo.readd),
         handshakes=len(todo.triggered),
         unknown=len(todo.unknown),
         seconds=time.perf_counter() - started,
@@ -81,11 +87,13 @@ def promote(
             log.error("domain %s: promotion failed: %s", dom.domain, outcome.error)
         else:
             log.info(
-                "domain %s: %s: %d learnt endpoints applied, %d peers asked to handshake (%.0f ms)%s",
+                "domain %s: %s: %d learnt endpoints applied, %d peers asked to handshake, %d of them"
+                " after dropping an old session (%.0f ms)%s",
                 dom.domain,
                 dom.wg,
                 outcome.endpoints_applied,
                 outcome.handshakes,
+                outcome.sessions_dropped,
                 outcome.seconds * 1000,
                 f"; {outcome.unknown} learnt keys not on the interface" if outcome.unknown else "",
             )
