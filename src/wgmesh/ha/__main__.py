@@ -2,6 +2,9 @@
 
   wgmesh-ha promote --config FILE --vip ADDR [--vip ADDR6]   notify MASTER
   wgmesh-ha demote  --config FILE --vip ADDR [--vip ADDR6]   notify BACKUP / FAULT / STOP
+  wgmesh-ha fifo --config FILE --vip ADDR --instance NAME FIFO
+                                    keepalived's notify_fifo_script: both of the above from
+                                    one running process, without Python's start-up per change
   wgmesh-ha route install|remove --vip ADDR [--vip ADDR6]     the source route alone
 
 It reads the worker's config file (domains, interface names, backend) and talks to WireGuard
@@ -15,12 +18,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
-from wgmesh.config import load_or_exit, setup_logging
-from wgmesh.ha import endpoints
+from wgmesh.config import Config, load_or_exit, setup_logging
+from wgmesh.ha import endpoints, fifo
 from wgmesh.ha.promote import promote
 from wgmesh.ha.route import DEFAULT_FWMARK, DEFAULT_PRIORITY, DEFAULT_TABLE, SourceRoute, parse_vips
-from wgmesh.worker.domains import domain_links
+from wgmesh.worker.domains import DomainLinks, domain_links
 from wgmesh.worker.errors import KernelError
 from wgmesh.worker.selector import BackendSelector
 
@@ -50,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         "--endpoints", default=endpoints.DEFAULT_PATH, help=f"learnt endpoints (default {endpoints.DEFAULT_PATH})"
     )
     sub.add_parser("demote", parents=[config, route], help="stop being the active member")
+    f = sub.add_parser("fifo", parents=[config, route], help="follow keepalived's notify FIFO")
+    f.add_argument(
+        "--endpoints", default=endpoints.DEFAULT_PATH, help=f"learnt endpoints (default {endpoints.DEFAULT_PATH})"
+    )
+    f.add_argument("--instance", required=True, help="the vrrp_instance or vrrp_sync_group whose state counts")
+    f.add_argument("fifo", help="the FIFO (keepalived passes it last)")
     r = sub.add_parser("route", parents=[route], help="install or remove the source route alone")
     r.add_argument("action", choices=("install", "remove"))
     return parser
@@ -74,18 +84,51 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"config {cfg.path}: {exc}", file=sys.stderr)
         return 2
+    selector = BackendSelector(cfg.worker.backend)
+    if args.command == "promote":
+        return run_promote(cfg, domains, selector, route, args.endpoints)
+    handler = fifo_handler(cfg, domains, selector, route, args.endpoints)
+    fifo.serve(args.fifo, args.instance, handler)
+    return 0
+
+
+def run_promote(
+    cfg: Config, domains: list[DomainLinks], selector: BackendSelector, route: SourceRoute, endpoints_path: str
+) -> int:
     status = 0
     try:
-        learnt = endpoints.load(args.endpoints, cfg.domains)
+        learnt = endpoints.load(endpoints_path, cfg.domains)
     except endpoints.EndpointsError as exc:
         # promote anyway: peers with an endpoint of their own still get their handshake
         log.error("learnt endpoints not used: %s", exc)
         learnt, status = {}, 1
-    route_error, outcomes = promote(domains, BackendSelector(cfg.worker.backend), learnt, route)
+    route_error, outcomes = promote(domains, selector, learnt, route)
     if route_error:
         log.error("not promoted: source route: %s", route_error)
         return 2
     return 1 if any(o.error for o in outcomes) else status
+
+
+def fifo_handler(
+    cfg: Config, domains: list[DomainLinks], selector: BackendSelector, route: SourceRoute, endpoints_path: str
+) -> Callable[[str], None]:
+    """What `wgmesh-ha fifo` does per state; read every interface once first, so the first
+    promotion pays for no import and no backend choice."""
+    for dom in domains:
+        try:
+            selector.for_interface(dom.wg).device(dom.wg)
+        except KernelError as exc:
+            log.warning("domain %s: %s (tried again on promotion)", dom.domain, exc)
+            selector.forget(dom.wg)
+
+    def handle(state: str) -> None:
+        log.info("keepalived: %s", state)
+        if state == fifo.ACTIVE:
+            run_promote(cfg, domains, selector, route, endpoints_path)
+        else:
+            _route(route, "remove")
+
+    return handle
 
 
 def _route(route: SourceRoute, action: str) -> int:
