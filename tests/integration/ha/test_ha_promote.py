@@ -166,3 +166,28 @@ def test_promotion_without_the_vip_on_the_host_touches_nothing(pair, tmp_path):
     assert dump(member)[node_pub][7] == "off"  # no trigger was sent
     assert member.wg("show", member.ifname, "fwmark").strip() == "off"
     assert dump(node)[gw_pub][4] == "0"
+
+
+def test_promotion_again_while_holding_an_old_session_still_makes_a_handshake(pair, tmp_path):
+    """The member was active minutes ago and still holds a session the node has dropped (the
+    node moved to the partner). Promoted again, it must start a new handshake; a keepalive over
+    the old session would be dropped by the node, which then stays cut off."""
+    member, node, node_pub, gw_pub = pair
+    config = write_config(tmp_path, member.ifname)
+    member.wg("set", member.ifname, "peer", node_pub, "endpoint", f"{NODE_IP}:{NODE_PORT}")
+    ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none.json"))
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="the first handshake")
+    # the node forgets its session (as when it moved to the partner): remove the peer, add it back
+    node_key = dump(node)[gw_pub]
+    node.wg("set", node.ifname, "peer", gw_pub, "remove")
+    node.wg("set", node.ifname, "peer", gw_pub, "allowed-ips", node_key[3], "endpoint", f"{VIP}:{GW_PORT}")
+    assert dump(node)[gw_pub][4] == "0"
+
+    result = ha(
+        member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none.json")
+    )
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="a new handshake after the second promotion")
+    assert "1 of them after dropping an old session" in result.stderr
+    assert dump(node)[gw_pub][2] == f"{VIP}:{GW_PORT}"
+    assert dump(member)[node_pub][2] == f"{NODE_IP}:{NODE_PORT}"  # the endpoint survived the re-add
+    ha(member.netns, "demote", "--config", str(config), "--vip", VIP)
