@@ -474,6 +474,13 @@ def main() -> int:
         return 0
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    inotify = Path("/proc/sys/fs/inotify/max_user_instances")
+    inotify_before = int(inotify.read_text())
+    if inotify_before < args.nodes + 512:
+        # each wireguard-go takes an inotify instance for its UAPI socket; at the default 128 the
+        # 127th fails with "too many open files". Host-wide: put back at the end.
+        inotify.write_text(str(args.nodes + 512))
+        print(f"fs.inotify.max_user_instances {inotify_before} -> {args.nodes + 512} for this run")
     work = Path(tempfile.mkdtemp(prefix="wgmesh-ha-bench-"))
     lab = Lab(work, args.nodes)
     pair = probers = None
@@ -526,6 +533,8 @@ def main() -> int:
         if pair:
             pair.close()
         lab.close()
+        if int(inotify.read_text()) == args.nodes + 512 and inotify_before < args.nodes + 512:
+            inotify.write_text(str(inotify_before))
         if args.keep:
             print(f"work directory kept: {work}")
         else:

@@ -9,7 +9,7 @@ All in network namespaces named with one random id (several runs may share the h
                    as the worker leaves them); all of 10.201.0.0/16 is local, so a node's
                    ping to its target is answered by whichever member is active
   hn<k>-<id>       node namespaces, NODES_PER_NS nodes each on one underlay address; a node is
-                   a wireguard-go interface hn<id>x<i> (own key and port) whose one peer is the
+                   a wireguard-go interface hn<id>x<i> (own key, port 20000 + i, below the ephemeral range) whose one peer is the
                    gateway at VIP:40011, persistent keepalive 25 s (as Gluon)
 
 Only our own namespaces' addresses are used. Every process is started here and stopped by PID.
@@ -150,7 +150,7 @@ class Lab:
         for i in range(nodes):
             private_hex, public = new_keypair()
             ns = f"hn{i // NODES_PER_NS}-{self.id}"
-            self.nodes.append(Node(i, ns, f"hn{self.id}x{i}", 50000 + i, private_hex, public, i % 2 == 0))
+            self.nodes.append(Node(i, ns, f"hn{self.id}x{i}", 20000 + i, private_hex, public, i % 2 == 0))
         self._lan_ports = 0
         self.uapi = UapiBackend()
 
