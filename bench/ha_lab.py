@@ -9,8 +9,9 @@ All in network namespaces named with one random id (several runs may share the h
                    as the worker leaves them); all of 10.201.0.0/16 is local, so a node's
                    ping to its target is answered by whichever member is active
   hn<k>-<id>       node namespaces, NODES_PER_NS nodes each on one underlay address; a node is
-                   a wireguard-go interface hn<id>x<i> (own key, port 20000 + i, below the ephemeral range) whose one peer is the
-                   gateway at VIP:40011, persistent keepalive 25 s (as Gluon)
+                   a wireguard-go interface hn<id>x<i> (own key; port 20000 + i, below the
+                   ephemeral range) whose one peer is the gateway at VIP:40011, persistent
+                   keepalive 25 s (as Gluon)
 
 Only our own namespaces' addresses are used. Every process is started here and stopped by PID.
 """
