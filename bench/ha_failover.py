@@ -91,8 +91,9 @@ mode=$(cat {work}/mode)
 case "$mode:$1" in
   common:MASTER) ip link set {wg} up && ip route replace {node_net} dev {wg} ;;
   common:*) ip link set {wg} down ;;
-  ours-script:MASTER) {ha} promote --config {work}/worker-{m}.yaml --vip {vip} --endpoints {work}/endpoints-{m}.json ;;
-  ours-script:*) {ha} demote --config {work}/worker-{m}.yaml --vip {vip} ;;
+  ours-script:MASTER) {ha} promote --config {work}/worker-{m}.yaml --vip {vip} --endpoints {work}/endpoints-{m}.json \
+    --state-file {work}/state-{m} ;;
+  ours-script:*) {ha} demote --config {work}/worker-{m}.yaml --vip {vip} --state-file {work}/state-{m} ;;
   ours:*) ;;  # wgmesh-ha fifo (notify_fifo_script) acts
 esac >> {work}/notify-{m}.log 2>&1
 echo "{m} $1 $mode $?" >> {work}/states
@@ -128,7 +129,8 @@ vrrp_instance VI_bench {{
 FIFO_SCRIPT = """#!/bin/sh
 # keepalived's notify_fifo_script for member {m}; keepalived gives the FIFO as $1
 exec {python} {here}/ha_fifo_gate.py {work}/mode fifo --config {work}/worker-{m}.yaml --vip {vip} \
-  --endpoints {work}/endpoints-{m}.json --instance VI_bench "$1" >> {work}/fifo-{m}.log 2>&1
+  --endpoints {work}/endpoints-{m}.json --state-file {work}/state-{m} --instance VI_bench "$1" \
+  >> {work}/fifo-{m}.log 2>&1
 """
 
 

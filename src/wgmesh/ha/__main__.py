@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 
 from wgmesh.config import Config, load_or_exit, setup_logging
-from wgmesh.ha import endpoints, fifo
+from wgmesh.ha import endpoints, fifo, state
 from wgmesh.ha.promote import promote
 from wgmesh.ha.route import DEFAULT_FWMARK, DEFAULT_PRIORITY, DEFAULT_TABLE, SourceRoute, parse_vips
 from wgmesh.worker.domains import DomainLinks, domain_links
@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", help="the worker's YAML config (default: $WGKEX_CONFIG_FILE, else /etc/wgkex.yaml)")
+    config.add_argument(
+        "--state-file",
+        default=state.DEFAULT_PATH,
+        help=f"'active' / 'standby' for the worker's stale-peer cleanup (default {state.DEFAULT_PATH})",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("promote", parents=[config, route], help="become the active member")
     p.add_argument(
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_or_exit(args.config)
     setup_logging(cfg, logging.INFO)
     if args.command == "demote":
-        return _route(route, "remove")
+        return max(_route(route, "remove"), _set_state(args.state_file, state.STANDBY))
     try:
         domains = domain_links(cfg)
     except ValueError as exc:
@@ -86,14 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     selector = BackendSelector(cfg.worker.backend)
     if args.command == "promote":
-        return run_promote(cfg, domains, selector, route, args.endpoints)
-    handler = fifo_handler(cfg, domains, selector, route, args.endpoints)
+        return run_promote(cfg, domains, selector, route, args.endpoints, args.state_file)
+    handler = fifo_handler(cfg, domains, selector, route, args.endpoints, args.state_file)
     fifo.serve(args.fifo, args.instance, handler)
     return 0
 
 
 def run_promote(
-    cfg: Config, domains: list[DomainLinks], selector: BackendSelector, route: SourceRoute, endpoints_path: str
+    cfg: Config,
+    domains: list[DomainLinks],
+    selector: BackendSelector,
+    route: SourceRoute,
+    endpoints_path: str,
+    state_file: str,
 ) -> int:
     status = 0
     try:
@@ -106,11 +116,26 @@ def run_promote(
     if route_error:
         log.error("not promoted: source route: %s", route_error)
         return 2
+    status = max(status, _set_state(state_file, state.ACTIVE))
     return 1 if any(o.error for o in outcomes) else status
 
 
+def _set_state(path: str, value: str) -> int:
+    try:
+        state.write(path, value)
+    except OSError as exc:
+        log.error("cannot write the HA state file %s: %s", path, exc)
+        return 1
+    return 0
+
+
 def fifo_handler(
-    cfg: Config, domains: list[DomainLinks], selector: BackendSelector, route: SourceRoute, endpoints_path: str
+    cfg: Config,
+    domains: list[DomainLinks],
+    selector: BackendSelector,
+    route: SourceRoute,
+    endpoints_path: str,
+    state_file: str,
 ) -> Callable[[str], None]:
     """What `wgmesh-ha fifo` does per state; read every interface once first, so the first
     promotion pays for no import and no backend choice."""
@@ -121,12 +146,13 @@ def fifo_handler(
             log.warning("domain %s: %s (tried again on promotion)", dom.domain, exc)
             selector.forget(dom.wg)
 
-    def handle(state: str) -> None:
-        log.info("keepalived: %s", state)
-        if state == fifo.ACTIVE:
-            run_promote(cfg, domains, selector, route, endpoints_path)
+    def handle(keepalived_state: str) -> None:
+        log.info("keepalived: %s", keepalived_state)
+        if keepalived_state == fifo.ACTIVE:
+            run_promote(cfg, domains, selector, route, endpoints_path, state_file)
         else:
             _route(route, "remove")
+            _set_state(state_file, state.STANDBY)
 
     return handle
 

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from wgmesh.ha import state
 from wgmesh.worker.backend import InterfaceMissing
 from wgmesh.worker.changes import KernelChanges, lladdr
 from wgmesh.worker.domains import DomainLinks
@@ -30,6 +31,7 @@ class Reconciler:
         policy: StalePolicy,
         static: frozenset[str],
         clock: Callable[[], float],
+        ha_state_file: str | None = None,
     ):
         self.changes = changes
         self.journal = journal
@@ -37,6 +39,7 @@ class Reconciler:
         self.policy = policy
         self.static = static
         self.clock = clock
+        self.ha_state_file = ha_state_file
 
     def reconcile_all(self, domains: Iterable[DomainLinks]) -> None:
         started = time.perf_counter()
@@ -68,6 +71,7 @@ class Reconciler:
             return
         routes = links.host_routes(wg_index)
         fdb = links.fdb_destinations(vx_index, wg_index) if vx_index is not None else None
+        active_since = state.active_since(self.ha_state_file) if self.ha_state_file else 0.0
         todo = plan(
             desired,
             device.peers,
@@ -78,6 +82,7 @@ class Reconciler:
             since,
             now,
             self.policy,
+            active_since,
         )
         if todo.remove:
             log.info("domain %s: removing %d stale peers", dom.domain, len(todo.remove))

@@ -98,7 +98,14 @@ def write_config(tmp_path: Path, ifname: str) -> Path:
 
 
 def ha(netns: str, *args: str, check: bool = True):
+    """wgmesh-ha in the member's namespace; its state file goes beside the config, not to /run."""
+    if "--config" in args:
+        args = (*args, "--state-file", str(state_file(args)))
     return run("ip", "netns", "exec", netns, HA_BIN, *args, check=check)
+
+
+def state_file(args) -> Path:
+    return Path(args[args.index("--config") + 1]).parent / "ha-state"
 
 
 def dump(ns: WgNetns) -> dict[str, list[str]]:
@@ -125,8 +132,10 @@ def test_promotion_makes_the_node_handshake_from_the_vip_and_undoes_the_trigger(
     assert member.wg("show", member.ifname, "fwmark").strip() == hex(DEFAULT_FWMARK)
     table = out("ip", "-n", member.netns, "route", "show", "table", str(DEFAULT_TABLE))
     assert f"src {VIP}" in table
+    assert (tmp_path / "ha-state").read_text() == "active\n"  # the worker's stale cleanup may run
 
     ha(member.netns, "demote", "--config", str(config), "--vip", VIP)
+    assert (tmp_path / "ha-state").read_text() == "standby\n"
     assert out("ip", "-n", member.netns, "route", "show", "table", str(DEFAULT_TABLE)).strip() == ""
     assert f"lookup {DEFAULT_TABLE}" not in out("ip", "-n", member.netns, "rule")
 
@@ -163,6 +172,7 @@ def test_promotion_without_the_vip_on_the_host_touches_nothing(pair, tmp_path):
     result = ha(member.netns, "promote", "--config", str(config), "--vip", "10.77.0.99", check=False)
     assert result.returncode == 2
     assert "virtual address 10.77.0.99 is on no interface of this host" in result.stderr
+    assert not (tmp_path / "ha-state").exists()  # not promoted: the worker must not think so
     assert dump(member)[node_pub][7] == "off"  # no trigger was sent
     assert member.wg("show", member.ifname, "fwmark").strip() == "off"
     assert dump(node)[gw_pub][4] == "0"
