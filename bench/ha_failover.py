@@ -426,15 +426,16 @@ def report(results: list[dict], nodes: int) -> None:
     print()
     print("outage per node in seconds: min median p99 max; late = nodes back later than VIP move + 0.1 s;")
     print("missing = not back within --max-wait (counted as that); flaps = extra MASTER transitions while")
-    print("the nodes recovered; unready = nodes without a session with the active member before the failure")
+    print("the nodes recovered; reset = nodes that had not reconnected since the last failure and were reset")
+    print("before this one (their gateway peer removed and added back, as on a reboot)")
     head = f"{'setup':7} {'failure':7} {'run':>3} {'VIP move':>8}  {'ping nodes':^27}  {'keepalive-only nodes':^27}"
-    print(head + f"  {'late':>5} {'missing':>7} {'flaps':>5} {'unready':>7}  session ages min/median/max")
+    print(head + f"  {'late':>5} {'missing':>7} {'flaps':>5} {'reset':>5}  session ages min/median/max")
     for r in results:
         vip = f"{r['vip_move']:8.3f}" if r["vip_move"] is not None else "       -"
         ages = f"{min(r['ages']):.0f}/{statistics.median(r['ages']):.0f}/{max(r['ages']):.0f} s" if r["ages"] else "-"
         print(
             f"{r['setup']:7} {r['kind']:7} {r['run']:>3} {vip}  {spread(r['data'])}  {spread(r['idle'])}"
-            f"  {late(r):>5} {r['missing']:>7} {r['flaps']:>5} {r['unready']:>7}  {ages}"
+            f"  {late(r):>5} {r['missing']:>7} {r['flaps']:>5} {r['unready']:>5}  {ages}"
         )
     print()
     print(f"pooled over runs ({nodes} nodes per run):")
@@ -511,7 +512,7 @@ def main() -> int:
             for run_no in range(1, args.runs + 1):
                 for setup in args.setups.split(","):
                     pair.set_setup(setup)
-                    unready = settle(lab, probers, last_failure, args.max_wait)
+                    unready = settle(lab, last_failure)
                     time.sleep(random.uniform(2, 10))  # sessions of different ages
                     last_failure = time.time()
                     result = fail(lab, pair, probers, kind, args.max_wait)
@@ -544,19 +545,25 @@ def main() -> int:
     return 0
 
 
-def settle(lab: Lab, probers: Probers, since_wall: float, max_wait: float) -> int:
-    """Until every node has a session with the active member made after the last failure, or
-    max_wait passes; returns how many have none (they cannot be part of the next measurement:
-    the new member cannot learn an endpoint the old one never saw)."""
-    deadline = time.monotonic() + max_wait
+def settle(lab: Lab, since_wall: float, patience: float = 10.0) -> int:
+    """Until every node has a session with the active member made after the last failure. A
+    node still without one after `patience` s (a keepalive-only node of the common setup can
+    take minutes) is reset as a rebooting node would be: its gateway peer removed and added
+    back, so it starts a handshake. Without this, the next run would measure nodes that the new
+    member cannot know endpoints for. Returns how many nodes had to be reset."""
+    deadline = time.monotonic() + patience
+    reset = 0
     while True:
         holder = lab.holder()
         peers = lab.member_device(holder).peers if holder else {}
-        missing = sum(
-            1 for n in lab.nodes if n.public_key not in peers or peers[n.public_key].last_handshake <= since_wall
-        )
-        if missing == 0 or time.monotonic() > deadline:
-            return missing
+        behind = [n for n in lab.nodes if n.public_key not in peers or peers[n.public_key].last_handshake <= since_wall]
+        if not behind:
+            return reset
+        if time.monotonic() > deadline:
+            for node in behind:
+                lab.reset_node(node)
+            reset += len(behind)
+            deadline = time.monotonic() + patience
         time.sleep(1.0)
 
 

@@ -258,6 +258,16 @@ class Lab:
             ]
         run("ip", "-n", nodes[0].netns, "-batch", "-", input="\n".join(batch) + "\n")
 
+    def reset_node(self, node: Node) -> None:
+        """As a rebooting node: drop its session with the gateway and start a handshake."""
+        peer = [f"public_key={key_to_hex(self.gw_public)}"]
+        self.uapi_set(node.ifname, [*peer, "remove=true"])
+        self.uapi_set(
+            node.ifname,
+            [*peer, f"endpoint={VIP}:{GW_PORT}", f"allowed_ip={node.target}/32",
+             f"persistent_keepalive_interval={NODE_KEEPALIVE_S}"],
+        )  # fmt: skip
+
     def node_handshake(self, node: Node) -> float:
         """The node's last handshake with the gateway (seconds since the epoch; 0 = none)."""
         peer = self.uapi.device(node.ifname).peers.get(self.gw_public)
