@@ -145,6 +145,7 @@ bench: deps ## Every benchmark in bench/ (root; prints figures beside the naive/
 	python bench/broker_bench.py
 	python bench/worker_reconcile_bench.py --peers 10000
 	python bench/key_to_peer_bench.py --keys 1000
+	nice -n 10 python bench/ha_failover.py --nodes 200
 
 .PHONY: lock
 lock: ## Re-resolve requirements/test.txt from requirements/test.in

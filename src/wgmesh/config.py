@@ -110,6 +110,9 @@ class WorkerConfig:
     metrics_listen: tuple[str, int] | None = None  # Prometheus "host:port"; None = off
     # Per-domain interface names overriding the derived wg-<dom>/vx-<dom> (legacy names, tests).
     interfaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # A member of an HA pair: the file wgmesh-ha writes; stale-peer cleanup only while it says
+    # "active" (docs/ha.md). None: not in a pair, cleanup always runs.
+    ha_state_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -461,6 +464,7 @@ def _worker(r: _Reader, data: Mapping, domains: tuple[str, ...] = ()) -> WorkerC
         static_peers=r.key_list(w, "worker.static_peers"),
         metrics_listen=_listen_address(r, w, "worker.metrics_listen"),
         interfaces=_worker_interfaces(r, w, domains),
+        ha_state_file=r.str_(w, "worker.ha_state_file", WorkerConfig),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Peer:
     allowed_ips: tuple[str, ...] = ()
     last_handshake: float = 0.0  # seconds since the epoch; 0 = never
     endpoint: str | None = None
+    keepalive: int = 0  # persistent-keepalive interval in seconds; 0 = off
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,17 @@ class Device:
     public_key: str | None
     listen_port: int
     peers: dict[str, Peer] = field(default_factory=dict)
+    fwmark: int = 0
+
+
+@dataclass(frozen=True)
+class PeerUpdate:
+    """A change to a peer the interface already has (update-only: a peer removed meanwhile
+    is not added back). None leaves a field as it is."""
+
+    public_key: str
+    endpoint: str | None = None  # "198.51.100.7:51820" or "[2001:db8::7]:51820"
+    keepalive: int | None = None
 
 
 class WireGuardBackend(Protocol):
@@ -50,6 +63,25 @@ class WireGuardBackend(Protocol):
 
     def remove_peers(self, ifname: str, keys: Iterable[str]) -> None:
         """Remove peers; keys that are already gone are not an error."""
+
+    def update_peers(self, ifname: str, updates: Iterable[PeerUpdate]) -> None:
+        """Set endpoints and keepalives of existing peers, in the given order (a key may come
+        twice: each entry takes effect before the next, which the HA trigger relies on)."""
+
+    def set_fwmark(self, ifname: str, mark: int) -> None:
+        """Mark the interface's UDP packets (policy routing picks their source address)."""
+
+
+def split_endpoint(text: str) -> tuple[str, int]:
+    """ "198.51.100.7:51820" or "[2001:db8::7]:51820" -> (address, port); ValueError says why not."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"endpoint {text!r} is not ADDRESS:PORT with a port 1-65535")
+    bracketed = host.startswith("[") and host.endswith("]")
+    addr = ipaddress.ip_address(host[1:-1] if bracketed else host)  # ValueError names the text
+    if (addr.version == 6) != bracketed:
+        raise ValueError(f"endpoint {text!r}: an IPv6 address goes in brackets, an IPv4 address does not")
+    return str(addr), int(port)
 
 
 def uapi_socket_path(ifname: str, directory: str = UAPI_SOCKET_DIR) -> str:

@@ -77,7 +77,9 @@ class Worker:
             selector or BackendSelector(cfg.worker.backend), links or Links(), self.journal, self.metrics
         )
         policy = StalePolicy(cfg.worker.stale_after, cfg.worker.grace_period)
-        self.reconciler = Reconciler(self.changes, self.journal, self.metrics, policy, self.static, clock)
+        self.reconciler = Reconciler(
+            self.changes, self.journal, self.metrics, policy, self.static, clock, cfg.worker.ha_state_file
+        )
         self.reporter = Reporter(
             self.name, cfg.external_name or self.name, self.changes, self.metrics, self.session.publish, clock
         )

@@ -97,7 +97,9 @@ def reconciler_for(cfg: Config, selector: BackendSelector, links: Links, clock: 
     metrics = WorkerMetrics()  # never served: the reconciler records into it
     policy = StalePolicy(cfg.worker.stale_after, cfg.worker.grace_period)
     changes = KernelChanges(selector, links, journal, metrics)
-    return Reconciler(changes, journal, metrics, policy, frozenset(cfg.worker.static_peers), clock)
+    return Reconciler(
+        changes, journal, metrics, policy, frozenset(cfg.worker.static_peers), clock, cfg.worker.ha_state_file
+    )
 
 
 def report(

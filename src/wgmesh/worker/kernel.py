@@ -19,12 +19,13 @@ from pyroute2.netlink.generic.wireguard import (
     WG_GENL_VERSION,
     WGPEER_F_REMOVE_ME,
     WGPEER_F_REPLACE_ALLOWEDIPS,
+    WGPEER_F_UPDATE_ONLY,
     AsyncWireGuard,
     WireGuard,
     wgmsg,
 )
 
-from wgmesh.worker.backend import BackendError, Device, InterfaceMissing, Peer
+from wgmesh.worker.backend import BackendError, Device, InterfaceMissing, Peer, PeerUpdate, split_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,24 @@ def merge_device_dump(messages: Sequence) -> Device:
     """Fold the messages of one dump into a Device; a peer split over messages is joined."""
     public_key = None
     listen_port = 0
+    fwmark = 0
     peers: dict[str, dict] = {}
     for msg in messages:
         if msg.get_attr("WGDEVICE_A_PUBLIC_KEY") is not None:
             public_key = _key(msg.get_attr("WGDEVICE_A_PUBLIC_KEY"))
         if msg.get_attr("WGDEVICE_A_LISTEN_PORT") is not None:
             listen_port = msg.get_attr("WGDEVICE_A_LISTEN_PORT")
+        if msg.get_attr("WGDEVICE_A_FWMARK") is not None:
+            fwmark = msg.get_attr("WGDEVICE_A_FWMARK")
         for peer in msg.get_attr("WGDEVICE_A_PEERS") or ():
             key = _key(peer.get_attr("WGPEER_A_PUBLIC_KEY"))
-            entry = peers.setdefault(key, {"ips": [], "handshake": 0.0, "endpoint": None})
+            entry = peers.setdefault(key, {"ips": [], "handshake": 0.0, "endpoint": None, "keepalive": 0})
             handshake = peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME")
             if handshake is not None:
                 entry["handshake"] = handshake["tv_sec"] + handshake["tv_nsec"] / 1e9
+            keepalive = peer.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL")
+            if keepalive is not None:
+                entry["keepalive"] = keepalive
             endpoint = peer.get_attr("WGPEER_A_ENDPOINT")
             if endpoint is not None:
                 addr = endpoint["addr"]
@@ -81,7 +88,8 @@ def merge_device_dump(messages: Sequence) -> Device:
     return Device(
         public_key=public_key,
         listen_port=listen_port,
-        peers={k: Peer(k, tuple(v["ips"]), v["handshake"], v["endpoint"]) for k, v in peers.items()},
+        peers={k: Peer(k, tuple(v["ips"]), v["handshake"], v["endpoint"], v["keepalive"]) for k, v in peers.items()},
+        fwmark=fwmark,
     )
 
 
@@ -118,12 +126,33 @@ def build_set_message(
         )
     for key in remove:
         peers.append({"attrs": [["WGPEER_A_PUBLIC_KEY", key], ["WGPEER_A_FLAGS", WGPEER_F_REMOVE_ME]]})
+    return _device_message(ifname, peers)
+
+
+def _device_message(ifname: str, peers: list | None = None, fwmark: int | None = None) -> wgmsg:
     msg = wgmsg()
     msg["cmd"] = WG_CMD_SET_DEVICE
     msg["version"] = WG_GENL_VERSION
     msg["attrs"].append(["WGDEVICE_A_IFNAME", ifname])
-    msg["attrs"].append(["WGDEVICE_A_PEERS", peers])
+    if fwmark is not None:
+        msg["attrs"].append(["WGDEVICE_A_FWMARK", fwmark])
+    if peers is not None:
+        msg["attrs"].append(["WGDEVICE_A_PEERS", peers])
     return msg
+
+
+def build_update_message(ifname: str, updates: Iterable[PeerUpdate]) -> wgmsg:
+    """Endpoints/keepalives of existing peers (WGPEER_F_UPDATE_ONLY), applied by the kernel in order."""
+    peers = []
+    for update in updates:
+        attrs = [["WGPEER_A_PUBLIC_KEY", update.public_key], ["WGPEER_A_FLAGS", WGPEER_F_UPDATE_ONLY]]
+        if update.endpoint is not None:
+            addr, port = split_endpoint(update.endpoint)
+            attrs.append(["WGPEER_A_ENDPOINT", {"addr": addr, "port": port}])
+        if update.keepalive is not None:
+            attrs.append(["WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL", update.keepalive])
+        peers.append({"attrs": attrs})
+    return _device_message(ifname, peers)
 
 
 class _AsyncBatchWireGuard(AsyncWireGuard):
@@ -192,3 +221,14 @@ class KernelBackend:
                 ifname,
                 lambda wg: [wg.send_set(build_set_message(ifname, remove=c)) for c in _chunks(keys, PEERS_PER_MESSAGE)],
             )
+
+    def update_peers(self, ifname: str, updates: Iterable[PeerUpdate]) -> None:
+        updates = list(updates)
+        if updates:  # chunks keep the order: a later chunk is sent after the earlier one is done
+            self._call(
+                ifname,
+                lambda wg: [wg.send_set(build_update_message(ifname, c)) for c in _chunks(updates, PEERS_PER_MESSAGE)],
+            )
+
+    def set_fwmark(self, ifname: str, mark: int) -> None:
+        self._call(ifname, lambda wg: wg.send_set(_device_message(ifname, fwmark=mark)))

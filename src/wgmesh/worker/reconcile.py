@@ -4,7 +4,9 @@ No I/O here: the daemon reads the kernel and the journal, asks `plan()`, and car
 Stale means "no handshake for `stale_after` seconds" (a healthy node never registers again,
 so registration age says nothing). A peer is never stale within `grace_period` of being added,
 registered again, or put back into the kernel by us (a rebooted gateway has no handshakes
-yet). Static peers (gateway<->gateway, HA partner) are never touched.
+yet). Static peers (gateway<->gateway, HA partner) are never touched. On a member of an HA
+pair, nothing is stale while it is standby (it sees no handshakes), and no grace period starts
+before its promotion.
 """
 
 from __future__ import annotations
@@ -65,17 +67,19 @@ def plan(
     since: Mapping[str, float],
     now: float,
     policy: StalePolicy,
+    active_since: float | None = 0.0,
 ) -> Plan:
     """desired: journal key -> added-at; since: key -> when this process last put it in the kernel
-    or first saw it (unmanaged peers); fdb None when the VXLAN device is absent."""
+    or first saw it (unmanaged peers); fdb None when the VXLAN device is absent; active_since:
+    when this HA member was promoted (0.0 outside a pair), None while it is standby."""
     result = Plan()
     for key, added_at in desired.items():
         if key in static:
             continue
         lladdr = lladdr_of(key)
         peer = peers.get(key)
-        if peer is not None:
-            started = max(added_at, since.get(key, 0.0))
+        if peer is not None and active_since is not None:
+            started = max(added_at, since.get(key, 0.0), active_since)
             if is_stale(peer.last_handshake, started, now, policy):
                 result.remove.append(key)
                 result.remove_lladdrs[key] = (lladdr,)
@@ -92,7 +96,11 @@ def plan(
         if key in desired or key in static:
             continue
         # not ours: only ever removed when it is stale too
-        if key in since and is_stale(peer.last_handshake, since[key], now, policy):
+        if (
+            active_since is not None
+            and key in since
+            and is_stale(peer.last_handshake, max(since[key], active_since), now, policy)
+        ):
             result.remove.append(key)
             result.remove_lladdrs[key] = host_lladdrs(peer.allowed_ips)
     return result

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from wgmesh.ha import state
 from wgmesh.worker.backend import InterfaceMissing, Peer
 from wgmesh.worker.changes import KernelChanges, lladdr
 from wgmesh.worker.domains import DomainLinks
@@ -42,6 +43,7 @@ class Reconciler:
         policy: StalePolicy,
         static: frozenset[str],
         clock: Callable[[], float],
+        ha_state_file: str | None = None,
     ):
         self.changes = changes
         self.journal = journal
@@ -49,6 +51,7 @@ class Reconciler:
         self.policy = policy
         self.static = static
         self.clock = clock
+        self.ha_state_file = ha_state_file
 
     def reconcile_all(self, domains: Iterable[DomainLinks]) -> None:
         started = time.perf_counter()
@@ -77,6 +80,7 @@ class Reconciler:
         vx_index = links.ifindex(dom.vx)
         routes = links.host_routes(wg_index)
         fdb = links.fdb_destinations(vx_index, wg_index) if vx_index is not None else None
+        active_since = state.active_since(self.ha_state_file) if self.ha_state_file else 0.0
         todo = plan(
             desired,
             device.peers,
@@ -87,6 +91,7 @@ class Reconciler:
             since,
             now,
             self.policy,
+            active_since,
         )
         return Survey(todo, device.peers, now, wg_index, vx_index)
 

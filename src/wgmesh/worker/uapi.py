@@ -12,7 +12,15 @@ import socket
 import subprocess
 from collections.abc import Iterable
 
-from wgmesh.worker.backend import UAPI_SOCKET_DIR, BackendError, Device, InterfaceMissing, Peer, uapi_socket_path
+from wgmesh.worker.backend import (
+    UAPI_SOCKET_DIR,
+    BackendError,
+    Device,
+    InterfaceMissing,
+    Peer,
+    PeerUpdate,
+    uapi_socket_path,
+)
 
 SOCKET_TIMEOUT_S = 10.0
 
@@ -69,6 +77,7 @@ def parse_get(text: str) -> Device:
     """Parse a complete `get=1` reply. Device keys come first; each public_key= starts a peer."""
     private_hex: str | None = None
     listen_port = 0
+    fwmark = 0
     peers: dict[str, Peer] = {}
     current: dict | None = None
     saw_errno = False
@@ -76,7 +85,7 @@ def parse_get(text: str) -> Device:
     def finish(peer: dict | None) -> None:
         if peer is not None:
             handshake = peer["sec"] + peer["nsec"] / 1e9
-            peers[peer["key"]] = Peer(peer["key"], tuple(peer["ips"]), handshake, peer["endpoint"])
+            peers[peer["key"]] = Peer(peer["key"], tuple(peer["ips"]), handshake, peer["endpoint"], peer["keepalive"])
 
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line:
@@ -91,12 +100,14 @@ def parse_get(text: str) -> Device:
             saw_errno = True
         elif name == "public_key":
             finish(current)
-            current = {"key": hex_to_key(value), "ips": [], "sec": 0, "nsec": 0, "endpoint": None}
+            current = {"key": hex_to_key(value), "ips": [], "sec": 0, "nsec": 0, "endpoint": None, "keepalive": 0}
         elif current is None:  # device section
             if name == "private_key":
                 private_hex = value
             elif name == "listen_port":
                 listen_port = _int(value, name, lineno)
+            elif name == "fwmark":
+                fwmark = _int(value, name, lineno)
         elif name == "allowed_ip":
             current["ips"].append(value)
         elif name == "last_handshake_time_sec":
@@ -105,12 +116,14 @@ def parse_get(text: str) -> Device:
             current["nsec"] = _int(value, name, lineno)
         elif name == "endpoint":
             current["endpoint"] = value
-        # other peer fields (tx/rx bytes, preshared key, keepalive, protocol version) are not needed
+        elif name == "persistent_keepalive_interval":
+            current["keepalive"] = _int(value, name, lineno)
+        # other peer fields (tx/rx bytes, preshared key, protocol version) are not needed
     if not saw_errno:
         raise UapiProtocolError("UAPI reply ended without an errno line")
     finish(current)
     public = public_from_private_hex(private_hex) if private_hex and set(private_hex) != {"0"} else None
-    return Device(public_key=public, listen_port=listen_port, peers=peers)
+    return Device(public_key=public, listen_port=listen_port, peers=peers, fwmark=fwmark)
 
 
 def _int(value: str, name: str, lineno: int) -> int:
@@ -133,6 +146,18 @@ def format_set(
     for key in remove:
         lines.append(f"public_key={key_to_hex(key)}")
         lines.append("remove=true")
+    return "\n".join(lines) + "\n\n"
+
+
+def format_update(updates: Iterable[PeerUpdate]) -> str:
+    """One `set=1` request changing endpoints/keepalives of existing peers, in order."""
+    lines = ["set=1"]
+    for update in updates:
+        lines += [f"public_key={key_to_hex(update.public_key)}", "update_only=true"]
+        if update.endpoint is not None:
+            lines.append(f"endpoint={update.endpoint}")
+        if update.keepalive is not None:
+            lines.append(f"persistent_keepalive_interval={update.keepalive}")
     return "\n".join(lines) + "\n\n"
 
 
@@ -193,3 +218,13 @@ class UapiBackend:
         keys = list(keys)
         if keys:
             parse_set_reply(self._exchange(ifname, format_set(remove=keys)))
+
+    def update_peers(self, ifname: str, updates: Iterable[PeerUpdate]) -> None:
+        # wireguard-go finishes each public_key= block (and sends the keepalive a 0 -> N change
+        # asks for) before it reads the next, so the order of the entries holds
+        updates = list(updates)
+        if updates:
+            parse_set_reply(self._exchange(ifname, format_update(updates)))
+
+    def set_fwmark(self, ifname: str, mark: int) -> None:
+        parse_set_reply(self._exchange(ifname, f"set=1\nfwmark={mark}\n\n"))

@@ -200,3 +200,11 @@ def test_low_order_key_in_a_key_list_is_named_as_such(section, key_path):
         make_config(**section)
     assert f"{key_path}: is a low-order Curve25519 point" in str(err.value)
     assert "44 chars" not in str(err.value)
+
+
+def test_worker_ha_state_file():
+    assert make_config().worker.ha_state_file is None  # not in a pair: cleanup always runs
+    cfg = make_config(worker={"ha_state_file": "/run/wgmesh/ha-state"})
+    assert cfg.worker.ha_state_file == "/run/wgmesh/ha-state"
+    with pytest.raises(ConfigError, match=r"worker\.ha_state_file: must be a non-empty string"):
+        make_config(worker={"ha_state_file": ""})

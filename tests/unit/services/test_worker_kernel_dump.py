@@ -15,10 +15,22 @@ import socket
 import pytest
 from pyroute2.netlink import NLM_F_DUMP_INTR, NLM_F_MULTI
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
-from pyroute2.netlink.generic.wireguard import WGPEER_F_REMOVE_ME, WGPEER_F_REPLACE_ALLOWEDIPS, wgmsg
+from pyroute2.netlink.generic.wireguard import (
+    WGPEER_F_REMOVE_ME,
+    WGPEER_F_REPLACE_ALLOWEDIPS,
+    WGPEER_F_UPDATE_ONLY,
+    wgmsg,
+)
 
 from wgmesh import derive
-from wgmesh.worker.kernel import DumpInconsistent, build_set_message, merge_device_dump, read_consistent_dump
+from wgmesh.worker.backend import PeerUpdate
+from wgmesh.worker.kernel import (
+    DumpInconsistent,
+    build_set_message,
+    build_update_message,
+    merge_device_dump,
+    read_consistent_dump,
+)
 
 KEY_A = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
 KEY_B = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="
@@ -169,3 +181,38 @@ def test_set_message_adds_without_replacing_allowed_ips_by_default():
     decoded.decode()
     (peer,) = decoded.get_attr("WGDEVICE_A_PEERS")
     assert peer.get_attr("WGPEER_A_FLAGS") == 0
+
+
+def test_update_message_keeps_order_sets_endpoint_and_keepalive_update_only():
+    msg = build_update_message(
+        "wg-test",
+        [
+            PeerUpdate(KEY_A, endpoint="[2001:db8::1]:4242"),
+            PeerUpdate(KEY_A, keepalive=25),
+            PeerUpdate(KEY_B, endpoint="198.51.100.7:51820", keepalive=0),
+        ],
+    )
+    msg["header"]["type"] = 0x20
+    msg.encode()
+    decoded = wgmsg(msg.data)
+    decoded.decode()
+
+    def endpoint(peer):
+        value = peer.get_attr("WGPEER_A_ENDPOINT")
+        return value and (value["addr"], value["port"])
+
+    got = [
+        (
+            p.get_attr("WGPEER_A_PUBLIC_KEY").decode(),
+            p.get_attr("WGPEER_A_FLAGS"),
+            endpoint(p),
+            p.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL"),
+            p.get_attr("WGPEER_A_ALLOWEDIPS"),
+        )
+        for p in decoded.get_attr("WGDEVICE_A_PEERS")
+    ]
+    assert got == [
+        (KEY_A, WGPEER_F_UPDATE_ONLY, ("2001:db8::1", 4242), None, None),
+        (KEY_A, WGPEER_F_UPDATE_ONLY, None, 25, None),
+        (KEY_B, WGPEER_F_UPDATE_ONLY, ("198.51.100.7", 51820), 0, None),
+    ]

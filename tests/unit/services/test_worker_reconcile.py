@@ -115,3 +115,28 @@ def test_host_lladdrs_skips_other_prefixes_and_garbage():
     assert host_lladdrs(["fe80::1/128", "fe80::/64", "2001:db8::1/128", "10.0.0.1/32", "nonsense"]) == (
         ipaddress.IPv6Address("fe80::1"),
     )
+
+
+def test_ha_standby_finds_nothing_stale():
+    """A standby sees no handshakes: every node of its partner looks silent for hours."""
+    silent = peer(KEY_A, NOW - 10 * HOUR)
+    unmanaged = peer(KEY_B, 0.0)
+    result = plan(
+        {KEY_A: NOW - 20 * HOUR}, {KEY_A: silent, KEY_B: unmanaged}, set(), None, ll, set(), {KEY_B: NOW - 20 * HOUR},
+        NOW, POLICY, active_since=None,
+    )  # fmt: skip
+    assert result.remove == []
+    # the same inputs on an active member remove both
+    active = plan(
+        {KEY_A: NOW - 20 * HOUR}, {KEY_A: silent, KEY_B: unmanaged}, set(), None, ll, set(), {KEY_B: NOW - 20 * HOUR},
+        NOW, POLICY, active_since=0.0,
+    )  # fmt: skip
+    assert sorted(active.remove) == sorted([KEY_A, KEY_B])
+
+
+def test_ha_grace_period_starts_at_the_promotion():
+    silent = peer(KEY_A, NOW - 10 * HOUR)
+    just_promoted = plan({KEY_A: NOW - 20 * HOUR}, {KEY_A: silent}, set(), None, ll, set(), {}, NOW, POLICY, NOW - 60)
+    assert just_promoted.remove == []
+    long_ago = plan({KEY_A: NOW - 20 * HOUR}, {KEY_A: silent}, set(), None, ll, set(), {}, NOW, POLICY, NOW - 4 * HOUR)
+    assert long_ago.remove == [KEY_A]

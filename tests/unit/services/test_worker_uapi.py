@@ -8,9 +8,11 @@ import shutil
 
 import pytest
 
+from wgmesh.worker.backend import PeerUpdate
 from wgmesh.worker.uapi import (
     UapiProtocolError,
     format_set,
+    format_update,
     hex_to_key,
     key_to_hex,
     parse_get,
@@ -133,3 +135,34 @@ def test_public_key_without_cryptography_falls_back_to_wg_pubkey(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_cryptography)
     assert public_from_private_hex(PRIVATE_HEX) == PUBLIC_B64
+
+
+def test_update_request_keeps_order_and_never_adds_a_peer():
+    text = format_update(
+        [
+            PeerUpdate(KEY_A, endpoint="[2001:db8::1]:4242"),
+            PeerUpdate(KEY_A, keepalive=25),
+            PeerUpdate(KEY_B, keepalive=0),
+        ]
+    )
+    assert text == (
+        f"set=1\npublic_key={key_to_hex(KEY_A)}\nupdate_only=true\nendpoint=[2001:db8::1]:4242\n"
+        f"public_key={key_to_hex(KEY_A)}\nupdate_only=true\npersistent_keepalive_interval=25\n"
+        f"public_key={key_to_hex(KEY_B)}\nupdate_only=true\npersistent_keepalive_interval=0\n\n"
+    )
+
+
+def test_parse_keepalive_and_fwmark():
+    device = parse_get(
+        reply(
+            "listen_port=1",
+            "fwmark=20864",
+            f"public_key={key_to_hex(KEY_A)}",
+            "persistent_keepalive_interval=25",
+            f"public_key={key_to_hex(KEY_B)}",
+            "errno=0",
+        )
+    )
+    assert device.fwmark == 20864
+    assert device.peers[KEY_A].keepalive == 25
+    assert device.peers[KEY_B].keepalive == 0

@@ -1,0 +1,203 @@
+"""wgmesh-ha promote against real wireguard-go: a member and a node in two namespaces.
+
+The member holds the node as a peer the way the worker leaves it (no endpoint, no keepalive)
+and the pair's virtual address (added here as keepalived would, after its own address). The
+node's only peer is the gateway at the VIP, with no keepalive: it never starts a handshake by
+itself, so a handshake proves the member initiated it. The node's view of the gateway's
+endpoint tells where the initiation came from: the VIP, not the member's own address.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.procs import Unavailable, out, run, wait_until
+from tests.support.wgnetns import WgNetns
+from wgmesh.ha.route import DEFAULT_FWMARK, DEFAULT_TABLE
+
+HA_BIN = str(Path(sys.executable).with_name("wgmesh-ha"))
+MEMBER_IP, VIP, NODE_IP = "10.77.0.2", "10.77.0.1", "10.77.0.10"
+GW_PORT, NODE_PORT = 40011, 40100
+
+
+def keypair(tmp_path: Path, name: str) -> tuple[Path, str]:
+    path = tmp_path / f"{name}.key"
+    path.touch(mode=0o600)
+    path.write_text(out("wg", "genkey"))
+    return path, out("wg", "pubkey", input=path.read_text()).strip()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    made = []
+    try:
+        member, node = WgNetns("hm").start(tmp_path), None
+        made.append(member)
+        node = WgNetns("hn").start(tmp_path)
+        made.append(node)
+    except Unavailable as exc:
+        for ns in made:
+            ns.close()
+        pytest.skip(str(exc))
+    veth = f"hv{secrets.token_hex(3)}"
+    try:
+        run(
+            "ip",
+            "link",
+            "add",
+            veth,
+            "netns",
+            member.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            node.netns,
+        )
+        run("ip", "-n", member.netns, "link", "set", veth, "up")
+        run("ip", "-n", node.netns, "link", "set", "eth0", "up")
+        run("ip", "-n", member.netns, "addr", "add", f"{MEMBER_IP}/24", "dev", veth)
+        run("ip", "-n", member.netns, "addr", "add", f"{VIP}/32", "dev", veth)  # keepalived's VIP: secondary
+        run("ip", "-n", node.netns, "addr", "add", f"{NODE_IP}/24", "dev", "eth0")
+        gw_key, gw_pub = keypair(tmp_path, "gw")
+        node_key, node_pub = keypair(tmp_path, "node")
+        run("ip", "netns", "exec", member.netns, "wg", "set", member.ifname, "private-key", str(gw_key),
+            "listen-port", str(GW_PORT), "peer", node_pub, "allowed-ips", "fe80::2/128")  # fmt: skip
+        run("ip", "netns", "exec", node.netns, "wg", "set", node.ifname, "private-key", str(node_key),
+            "listen-port", str(NODE_PORT), "peer", gw_pub, "allowed-ips", "fe80::1/128",
+            "endpoint", f"{VIP}:{GW_PORT}")  # fmt: skip
+        for ns in (member, node):
+            run("ip", "-n", ns.netns, "link", "set", ns.ifname, "up")
+        yield member, node, node_pub, gw_pub
+    finally:
+        for ns in made:
+            ns.close()
+
+
+def write_config(tmp_path: Path, ifname: str) -> Path:
+    domain = f"t_{secrets.token_hex(3)}"
+    path = tmp_path / "worker.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "domains": [domain],
+                "domain_prefixes": ["t_"],
+                "worker": {"backend": "userspace", "interfaces": {domain: {"wg": ifname, "vx": "vx-none"}}},
+            }
+        )
+    )
+    return path
+
+
+def ha(netns: str, *args: str, check: bool = True):
+    """wgmesh-ha in the member's namespace; its state file goes beside the config, not to /run."""
+    if "--config" in args:
+        args = (*args, "--state-file", str(state_file(args)))
+    return run("ip", "netns", "exec", netns, HA_BIN, *args, check=check)
+
+
+def state_file(args) -> Path:
+    return Path(args[args.index("--config") + 1]).parent / "ha-state"
+
+
+def dump(ns: WgNetns) -> dict[str, list[str]]:
+    """`wg show dump` per peer: [key, psk, endpoint, allowed-ips, handshake, rx, tx, keepalive]."""
+    return ns.peers()
+
+
+def test_promotion_makes_the_node_handshake_from_the_vip_and_undoes_the_trigger(pair, tmp_path):
+    member, node, node_pub, gw_pub = pair
+    config = write_config(tmp_path, member.ifname)
+    domain = yaml.safe_load(config.read_text())["domains"][0]
+    learnt = tmp_path / "partner-endpoints.json"
+    learnt.write_text(json.dumps({"domains": {domain: {node_pub: f"{NODE_IP}:{NODE_PORT}"}}}))
+    assert dump(node)[gw_pub][4] == "0"  # no handshake before: the node never dials on its own
+
+    result = ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(learnt))
+    assert "1 learnt endpoints applied, 1 peers asked to handshake" in result.stderr
+
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="the node's handshake with the member")
+    assert dump(node)[gw_pub][2] == f"{VIP}:{GW_PORT}"  # the initiation came from the VIP
+    peer = dump(member)[node_pub]
+    assert peer[2] == f"{NODE_IP}:{NODE_PORT}"  # the learnt endpoint, applied
+    assert peer[7] == "off"  # the trigger undone: keepalive back to 0
+    assert member.wg("show", member.ifname, "fwmark").strip() == hex(DEFAULT_FWMARK)
+    table = out("ip", "-n", member.netns, "route", "show", "table", str(DEFAULT_TABLE))
+    assert f"src {VIP}" in table
+    assert (tmp_path / "ha-state").read_text() == "active\n"  # the worker's stale cleanup may run
+
+    ha(member.netns, "demote", "--config", str(config), "--vip", VIP)
+    assert (tmp_path / "ha-state").read_text() == "standby\n"
+    assert out("ip", "-n", member.netns, "route", "show", "table", str(DEFAULT_TABLE)).strip() == ""
+    assert f"lookup {DEFAULT_TABLE}" not in out("ip", "-n", member.netns, "rule")
+
+
+def test_without_the_source_route_the_initiation_leaves_from_the_member_address(pair, tmp_path):
+    """The control for the test above: the same trigger with no route; the node then moves its
+    endpoint to the member's own address (why the route exists)."""
+    member, node, node_pub, gw_pub = pair
+    member.wg(
+        "set", member.ifname, "peer", node_pub, "endpoint", f"{NODE_IP}:{NODE_PORT}", "persistent-keepalive", "25"
+    )
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="the node's handshake with the member")
+    assert dump(node)[gw_pub][2] == f"{MEMBER_IP}:{GW_PORT}"
+
+
+def test_bad_endpoints_file_is_not_used_but_known_endpoints_still_handshake(pair, tmp_path):
+    member, node, node_pub, gw_pub = pair
+    config = write_config(tmp_path, member.ifname)
+    member.wg("set", member.ifname, "peer", node_pub, "endpoint", f"{NODE_IP}:{NODE_PORT}")
+    learnt = tmp_path / "partner-endpoints.json"
+    learnt.write_text(json.dumps({"domains": {"t_other": {}}}))
+    result = ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(learnt), check=False)
+    assert result.returncode == 1
+    assert f"learnt endpoints not used: {learnt}: domains.t_other: not a domain of this gateway" in result.stderr
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="the node's handshake with the member")
+    assert dump(node)[gw_pub][2] == f"{VIP}:{GW_PORT}"
+    ha(member.netns, "demote", "--config", str(config), "--vip", VIP)
+
+
+def test_promotion_without_the_vip_on_the_host_touches_nothing(pair, tmp_path):
+    member, node, node_pub, gw_pub = pair
+    config = write_config(tmp_path, member.ifname)
+    member.wg("set", member.ifname, "peer", node_pub, "endpoint", f"{NODE_IP}:{NODE_PORT}")
+    result = ha(member.netns, "promote", "--config", str(config), "--vip", "10.77.0.99", check=False)
+    assert result.returncode == 2
+    assert "virtual address 10.77.0.99 is on no interface of this host" in result.stderr
+    assert not (tmp_path / "ha-state").exists()  # not promoted: the worker must not think so
+    assert dump(member)[node_pub][7] == "off"  # no trigger was sent
+    assert member.wg("show", member.ifname, "fwmark").strip() == "off"
+    assert dump(node)[gw_pub][4] == "0"
+
+
+def test_promotion_again_while_holding_an_old_session_still_makes_a_handshake(pair, tmp_path):
+    """The member was active minutes ago and still holds a session the node has dropped (the
+    node moved to the partner). Promoted again, it must start a new handshake; a keepalive over
+    the old session would be dropped by the node, which then stays cut off."""
+    member, node, node_pub, gw_pub = pair
+    config = write_config(tmp_path, member.ifname)
+    member.wg("set", member.ifname, "peer", node_pub, "endpoint", f"{NODE_IP}:{NODE_PORT}")
+    ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none.json"))
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="the first handshake")
+    # the node forgets its session (as when it moved to the partner): remove the peer, add it back
+    node_key = dump(node)[gw_pub]
+    node.wg("set", node.ifname, "peer", gw_pub, "remove")
+    node.wg("set", node.ifname, "peer", gw_pub, "allowed-ips", node_key[3], "endpoint", f"{VIP}:{GW_PORT}")
+    assert dump(node)[gw_pub][4] == "0"
+
+    result = ha(
+        member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none.json")
+    )
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="a new handshake after the second promotion")
+    assert "1 of them after dropping an old session" in result.stderr
+    assert dump(node)[gw_pub][2] == f"{VIP}:{GW_PORT}"
+    assert dump(member)[node_pub][2] == f"{NODE_IP}:{NODE_PORT}"  # the endpoint survived the re-add
+    ha(member.netns, "demote", "--config", str(config), "--vip", VIP)
