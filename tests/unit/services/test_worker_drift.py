@@ -219,7 +219,7 @@ def test_a_journal_it_cannot_open_is_an_error_not_an_empty_journal(tmp_path):
 def test_without_the_vxlan_device_no_fdb_entry_is_missing_and_the_device_is_named(tmp_path):
     cfg = config(tmp_path, {KEY1: NOW - 100})
     backend, links = in_sync_kernel([KEY1])
-    links.ifindex = lambda name: {"wg-welt": 5}.get(name)
+    links.ifindex = {"wg-welt": 5}.get  # vx-welt is absent
     code, lines, dummy = run(cfg, backend, links)
     assert code == drift.EXIT_IN_SYNC
     assert lines == ["ffmuc_welt vx-welt - interface missing: no FDB entries (not drift)"]
