@@ -116,6 +116,12 @@ molecule: deps ## Molecule scenarios from molecule/scenarios.txt (MOLECULE_SCENA
 	  molecule test -s $$s || exit 1; \
 	done
 
+# The site scenario with the 1,000-peer survival test as its tests (docs/testing.md):
+# networkd restart/reload and gateway plays with a changed MTU, port and VNI.
+.PHONY: molecule-site-survival
+molecule-site-survival: deps ## The site scenario verified by its slow 1,000-peer survival test (molecule/site/survival)
+	WGMESH_SITE_TESTS=survival molecule test -s site
+
 # The lab (docs/lab.md): VMs of inventories/lab, site.yml, a simulated Gluon node.
 LAB_STATE := $(CURDIR)/.build/lab
 # Both gateways at once: the lab has no nodes to keep up during a rollout, and
