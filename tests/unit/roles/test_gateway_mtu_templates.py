@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
 import pytest
-from ansible.plugins.filter.core import FilterModule
+
+from tests.support.templates import role_environment
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "gateway"
 NETDEVS = sorted(p.name for p in (ROLE / "templates").glob("*.netdev.j2"))
@@ -32,15 +32,7 @@ MTUS_1480 = {"wireguard": 1400, "vxlan": 1330, "batman": 1270}
 
 
 def render(name: str, mtus: dict) -> str:
-    env = jinja2.Environment(
-        # autoescape off: the output is a systemd-networkd file, as Ansible renders it (no HTML).
-        loader=jinja2.FileSystemLoader(ROLE / "templates"),
-        trim_blocks=True,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701
-    )
-    for filter_name, function in FilterModule().filters().items():
-        env.filters.setdefault(filter_name, function)
+    env = role_environment(ROLE)
     context = {
         "ansible_managed": "managed",
         "item": [DOMAIN, {}],

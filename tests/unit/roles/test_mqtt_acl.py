@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
 import pytest
 import yaml
-from ansible.plugins.filter.core import FilterModule
 
+from tests.support.templates import role_environment
 from wgmesh import protocol
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "mqtt"
@@ -20,16 +19,7 @@ DOMAINS = ["ffmuc_welt", "ffmuc_uml"]
 
 
 def render_acl(**variables) -> str:
-    env = jinja2.Environment(
-        # autoescape off: the output is a mosquitto ACL file, as Ansible renders it (no HTML).
-        loader=jinja2.FileSystemLoader(ROLE / "templates"),
-        trim_blocks=True,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701
-    )
-    # Ansible's filters (bool, to_json, ...) where Jinja has none of its own.
-    for name, function in FilterModule().filters().items():
-        env.filters.setdefault(name, function)
+    env = role_environment(ROLE)
     internals = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     context = {"ansible_managed": "managed", "_mqtt_admin_user": internals["_mqtt_admin_user"], **variables}
     # _mqtt_domain_names is itself a template in vars/main.yml: render it too.
