@@ -42,7 +42,9 @@ def worker_config(**inventory) -> dict:
         **INVENTORY,
         **inventory,
     }
-    return Templar(loader=DataLoader(), variables=_trusted(variables)).template(trust_as_template("{{ _worker_config }}"))
+    return Templar(loader=DataLoader(), variables=_trusted(variables)).template(
+        trust_as_template("{{ _worker_config }}")
+    )
 
 
 def test_a_pair_member_names_the_state_file_wgmesh_ha_writes():
