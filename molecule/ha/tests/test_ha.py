@@ -46,5 +46,6 @@ def test_keepalived_runs_the_checked_config(member):
     assert member.service("keepalived").is_running
     assert member.service("keepalived").is_enabled
     assert member.run("keepalived --config-test --use-file /etc/keepalived/keepalived.conf").rc == 0
-    # one wgmesh-ha, started by keepalived as its notify_fifo_script
-    assert member.check_output("pgrep -c -f 'wgmesh-ha fifo'") == "1"
+    # one wgmesh-ha, started by keepalived as its notify_fifo_script (the pattern does not
+    # match the shell that runs pgrep)
+    assert member.check_output("pgrep -c -f 'bin/python[0-9.]* /opt/wgmesh/venv/bin/wgmesh-ha fifo'") == "1"
