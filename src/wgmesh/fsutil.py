@@ -7,8 +7,9 @@ import os
 import tempfile
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Temp file (0600) in the same directory, fsync, rename over `path`, fsync the directory.
+def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Temp file (`mode`, default 0600) in the same directory, fsync, rename over `path`, fsync the
+    directory.
 
     A crash leaves either the old or the new content, never a mix. Raises OSError.
     """
@@ -17,6 +18,8 @@ def write_atomic(path: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", dir=directory)  # mode 0600
     try:
         with os.fdopen(fd, "wb") as fh:
+            if mode != 0o600:
+                os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

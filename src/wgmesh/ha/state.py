@@ -18,7 +18,9 @@ STANDBY = "standby"
 
 
 def write(path: str, state: str) -> None:
-    write_atomic(path, f"{state}\n".encode())
+    # 0644: wgmesh-ha runs as root, a kernel-backend worker as its own user; an unreadable
+    # file would count as standby for ever. Nothing in it is secret.
+    write_atomic(path, f"{state}\n".encode(), mode=0o644)
 
 
 def active_since(path: str) -> float | None:

@@ -136,6 +136,23 @@ def test_site_yml_checks_the_whole_inventory_first():
             "gw2.example.net: wgmesh_gateway_weight must be a positive number",
             id="weight-not-positive",
         ),
+        pytest.param(
+            None,
+            {"gw1.example.net": {"wgmesh_ha_vips": ["192.0.2.10/24"], "wgmesh_ha_virtual_router_id": 51}},
+            "gw1.example.net: an HA pair is two hosts with the same wgmesh_gateway_identity",
+            id="ha-member-without-partner",
+        ),
+        pytest.param(
+            {
+                "wgmesh_gateway_identity": "gw1",
+                "wgmesh_ha_vips": ["192.0.2.10/24"],
+                "wgmesh_ha_virtual_router_id": 51,
+                "wgmesh_ha_priority": 100,
+            },
+            None,
+            "wgmesh_ha_priority 100 equals its partner",
+            id="ha-pair-equal-priorities",
+        ),
     ],
 )
 def test_a_wrong_value_stops_site_yml_before_any_host_changes(tmp_path, group_vars, host_vars, expected):

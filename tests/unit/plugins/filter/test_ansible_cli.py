@@ -23,6 +23,7 @@ FILTERS = (
     "wg_pubkey",
     "wg_gateways",
     "wg_duplicates",
+    "wg_ha_pair",
 )
 BIN = Path(sys.executable).parent
 

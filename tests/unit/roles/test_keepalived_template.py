@@ -1,0 +1,129 @@
+"""The keepalived role's config: what docs/ha.md says the pair needs, accepted by keepalived -t.
+
+Rendered with ansible-core's Templar from the role's defaults and vars and an inventory with
+a pair, as a play would; then checked by the real `keepalived -t` where it is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader
+from ansible.template import Templar, trust_as_template
+
+from tests.unit.conftest import COLLECTIONS_PATH
+from wgmesh.ha import state
+
+ROLE = Path(__file__).resolve().parents[3] / "roles" / "keepalived"
+# The role's filters are the collection's (freifunk.wgmesh.wg_ha_pair, wg_ifname), as in a play.
+init_plugin_loader([str(COLLECTIONS_PATH)])
+MEMBER = {
+    "wgmesh_gateway_identity": "gw1",
+    "wgmesh_ha_vips": ["192.0.2.10/24", "2001:db8::10/64"],
+    "wgmesh_ha_virtual_router_id": 51,
+}
+HOSTVARS = {"gw1a": {**MEMBER, "wgmesh_ha_priority": 150}, "gw1b": {**MEMBER, "wgmesh_ha_priority": 100}, "gw2": {}}
+
+
+def _trusted(data):
+    if isinstance(data, str):
+        return trust_as_template(data)
+    if isinstance(data, dict):
+        return {k: _trusted(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_trusted(v) for v in data]
+    return data
+
+
+def templar(host="gw1b", **extra) -> Templar:
+    variables = {
+        **yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()),
+        **yaml.safe_load((ROLE / "vars" / "main.yml").read_text()),
+        "inventory_hostname": host,
+        "groups": {"gateways": list(HOSTVARS)},
+        "hostvars": HOSTVARS,
+        **HOSTVARS[host],
+        "wgmesh_domains": [{"name": "ffmuc_welt", "prefix": "ffmuc_"}, {"name": "ffmuc_uml", "prefix": "ffmuc_"}],
+        "ansible_facts": {"default_ipv4": {"interface": "eth0"}},
+        "ansible_managed": "managed",
+        **extra,
+    }
+    return Templar(loader=DataLoader(), variables=_trusted(variables))
+
+
+def render(host="gw1b", **extra) -> str:
+    template = (ROLE / "templates" / "keepalived.conf.j2").read_text()
+    return templar(host, **extra).template(trust_as_template(template))
+
+
+def block(conf: str, head: str) -> str:
+    match = re.search(r"^" + re.escape(head) + r" \{\n(.*?)^\}", conf, re.S | re.M)
+    assert match, f"no block {head!r} in\n{conf}"
+    return match.group(1)
+
+
+def test_both_families_are_one_sync_group_named_after_the_pair():
+    conf = render()
+    assert block(conf, "vrrp_sync_group gw1").split() == ["group", "{", "gw1_v4", "gw1_v6", "}"]
+    v4, v6 = block(conf, "vrrp_instance gw1_v4"), block(conf, "vrrp_instance gw1_v6")
+    assert "192.0.2.10/24 dev eth0" in v4 and "2001:db8" not in v4
+    assert "2001:db8::10/64 dev eth0" in v6 and "192.0.2" not in v6
+    for instance in (v4, v6):
+        lines = [line.strip() for line in instance.splitlines()]
+        assert {"state BACKUP", "nopreempt", "virtual_router_id 51", "priority 100", "advert_int 0.1"} <= set(lines)
+
+
+def test_the_fifo_runs_wgmesh_ha_for_the_sync_group_with_both_vips():
+    global_defs = block(render(), "global_defs")
+    assert "vrrp_version 3" in global_defs
+    assert "vrrp_rt_priority 50" in global_defs
+    assert "notify_fifo /run/wgmesh/keepalived.fifo" in global_defs
+    command = re.search(r'notify_fifo_script "([^"]*)"', global_defs).group(1).split()
+    assert command[:2] == ["/opt/wgmesh/venv/bin/wgmesh-ha", "fifo"]
+    assert command[command.index("--instance") + 1] == "gw1"
+    assert [command[i + 1] for i, arg in enumerate(command) if arg == "--vip"] == ["192.0.2.10", "2001:db8::10"]
+    # The file the worker role names as worker.ha_state_file for an HA member.
+    assert command[command.index("--state-file") + 1] == state.DEFAULT_PATH
+
+
+def test_track_scripts_on_the_wireguard_links_the_worker_and_the_clock():
+    conf = render()
+    assert "check-links wg-welt wg-uml" in block(conf, "vrrp_script wgmesh_wireguard")
+    worker = block(conf, "vrrp_script wgmesh_worker")
+    # A plain restart of the worker (an upgrade, a handler) is shorter than the grace.
+    assert "fall 15" in worker and "interval 1" in worker
+    track = re.search(r"track_script \{([^}]*)\}", block(conf, "vrrp_instance gw1_v4")).group(1)
+    assert track.split() == ["wgmesh_wireguard", "wgmesh_worker", "wgmesh_time_sync"]
+    assert "wgmesh_time_sync" not in render(keepalived_require_time_sync=False)
+
+
+def test_preempt_delay_and_unicast_peers_per_family():
+    conf = render(
+        keepalived_preempt=True, keepalived_preempt_delay=30, keepalived_unicast_peers=["198.51.100.2", "2001:db8::2"]
+    )
+    v4, v6 = block(conf, "vrrp_instance gw1_v4"), block(conf, "vrrp_instance gw1_v6")
+    assert "preempt_delay 30" in v4 and "nopreempt" not in v4
+    assert "198.51.100.2" in v4 and "2001:db8::2" not in v4
+    assert "2001:db8::2" in v6 and "198.51.100.2" not in v6
+
+
+def test_an_ipv4_only_pair_has_one_instance():
+    hostvars = {h: {**v, "wgmesh_ha_vips": ["192.0.2.10/24"]} if v else v for h, v in HOSTVARS.items()}
+    conf = render(hostvars=hostvars, wgmesh_ha_vips=["192.0.2.10/24"])
+    assert "vrrp_instance gw1_v6" not in conf
+    assert block(conf, "vrrp_sync_group gw1").split() == ["group", "{", "gw1_v4", "}"]
+
+
+@pytest.mark.skipif(shutil.which("keepalived") is None, reason="keepalived is not installed")
+def test_keepalived_accepts_the_config(tmp_path):
+    conf = tmp_path / "keepalived.conf"
+    # The role's track scripts from its files/ (keepalived -t refuses a script it cannot run).
+    conf.write_text(render(_keepalived_tools_dir=str(ROLE / "files")))
+    result = subprocess.run(["keepalived", "--config-test", "--use-file", str(conf)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,61 @@
+"""An HA pair member's worker config names the state file wgmesh-ha writes (docs/ha.md).
+
+Without `worker.ha_state_file` a standby sees no handshakes and removes every node of its
+partner after `stale_after`. The role's defaults and vars are rendered with ansible-core's
+Templar, as a play would, with an inventory that states a pair member and one that does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+from wgmesh.ha import state
+
+ROLES = Path(__file__).resolve().parents[3] / "roles"
+INVENTORY = {
+    "inventory_hostname": "gw1a",
+    "groups": {"gateways": ["gw1a"]},
+    "hostvars": {"gw1a": {}},
+    "wgmesh_domains": [{"name": "ffmuc_welt", "prefix": "ffmuc_"}],
+    "_worker_mqtt_password": "secret",
+}
+
+
+def _trusted(data):
+    if isinstance(data, str):
+        return trust_as_template(data)
+    if isinstance(data, dict):
+        return {k: _trusted(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_trusted(v) for v in data]
+    return data
+
+
+def worker_config(**inventory) -> dict:
+    variables = {
+        **yaml.safe_load((ROLES / "worker" / "defaults" / "main.yml").read_text()),
+        **yaml.safe_load((ROLES / "worker" / "vars" / "main.yml").read_text()),
+        **INVENTORY,
+        **inventory,
+    }
+    return Templar(loader=DataLoader(), variables=_trusted(variables)).template(
+        trust_as_template("{{ _worker_config }}")
+    )
+
+
+def test_a_pair_member_names_the_state_file_wgmesh_ha_writes():
+    config = worker_config(wgmesh_ha_vips=["192.0.2.1/24"])
+    assert config["worker"]["ha_state_file"] == state.DEFAULT_PATH  # wgmesh-ha's default
+
+
+def test_a_gateway_outside_a_pair_has_no_state_file():
+    assert "ha_state_file" not in worker_config()["worker"]
+
+
+def test_the_state_file_can_be_set():
+    config = worker_config(worker_ha_state_file="/run/other/ha")
+    assert config["worker"]["ha_state_file"] == "/run/other/ha"
