@@ -21,7 +21,7 @@ Where it looks (what runs on the host):
   and a scenario's shell `dependency` command.
 
 Not scanned, because their commands run inside a VM or container, whose image
-installs its own packages: molecule/*/tests/ (testinfra runs commands on the
+installs its own packages: molecule/*/tests/ and molecule/site/survival/ (testinfra runs commands on the
 instance), molecule/shared/vm/rootfs/ (files copied into the VM image), and
 tasks on Molecule instances. The shell scan is a conservative regex: it reads
 only the first word of each simple command, so a command hidden in a variable
@@ -42,7 +42,7 @@ import yaml
 PYTHON_DIRS = ("tests", "bench", "hack", "molecule")
 SHELL_DIRS = ("hack", "tests/images/container")
 # Commands in these run inside a VM or container, not on the host (see above).
-INSIDE_INSTANCES = ("molecule/*/tests/*", "molecule/shared/vm/rootfs/*")
+INSIDE_INSTANCES = ("molecule/*/tests/*", "molecule/site/survival/*", "molecule/shared/vm/rootfs/*")
 # Call names whose first argument is the program to run.
 RUNNERS = {
     "run",

@@ -39,7 +39,7 @@ def test_wgmesh_ha_says_active_for_the_worker(member):
 def test_wireguard_packets_leave_from_the_virtual_address(member):
     assert f"fwmark {FWMARK} lookup {TABLE}" in member.check_output("ip -4 rule")
     routes = member.check_output(f"ip -4 route show table {TABLE}")
-    assert f"src {VIPS['inet'].split('/')[0]}" in routes, routes
+    assert f"src {VIPS['inet'].split('/', maxsplit=1)[0]}" in routes, routes
 
 
 def test_keepalived_runs_the_checked_config(member):
