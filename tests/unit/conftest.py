@@ -1,7 +1,8 @@
 """Shared plumbing for the unit tests.
 
-- Puts .build/collections on sys.path so plugin code imports as
-  ansible_collections.freifunk.wgmesh.plugins... (the link is made by `make collection`).
+- Puts .build/collections on sys.path and installs Ansible's collection finder for it, so plugin
+  code imports as ansible_collections.freifunk.wgmesh.plugins... and templates find the
+  collection's filters (the link is made by `make collection`).
 - ``vectors``: the parsed shared derivation vectors (tests/vectors/derivation.json), the
   file every runtime (filters, daemons) is tested against.
 - ``netns``: an empty network namespace of the test's own (prefix ut-), for asking the
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ansible.plugins.loader import init_plugin_loader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS_PATH = REPO_ROOT / ".build" / "collections"
@@ -27,6 +29,10 @@ if not COLLECTION_LINK.is_dir():
     raise pytest.UsageError(f"{COLLECTION_LINK} is missing: run `make collection` (links this checkout there)")
 if str(COLLECTIONS_PATH) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS_PATH))
+# Ansible's collection finder before any test imports ansible_collections.*: a plain import
+# first would leave the package where a later Templar cannot find freifunk.wgmesh.* filters
+# (the keepalived template tests failed after the plugin tests that way).
+init_plugin_loader([str(COLLECTIONS_PATH)])
 
 
 @pytest.fixture(scope="session")

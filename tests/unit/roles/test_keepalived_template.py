@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
 
-from tests.unit.conftest import COLLECTIONS_PATH
 from wgmesh.ha import state
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "keepalived"
-# The role's filters are the collection's (freifunk.wgmesh.wg_ha_pair, wg_ifname), as in a play.
-init_plugin_loader([str(COLLECTIONS_PATH)])
+# The role's filters are the collection's (freifunk.wgmesh.wg_ha_pair, wg_ifname), as in a play:
+# tests/unit/conftest.py installs Ansible's collection finder for them.
 MEMBER = {
     "wgmesh_gateway_identity": "gw1",
     "wgmesh_ha_vips": ["192.0.2.10/24", "2001:db8::10/64"],
