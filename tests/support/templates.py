@@ -1,4 +1,4 @@
-"""Render a role's Jinja2 templates in unit tests the way Ansible's template module does."""
+"""Render a role's templates and variables in unit tests the way Ansible does."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jinja2
 from ansible.plugins.filter.core import FilterModule
+from ansible.template import trust_as_template
 
 
 def role_environment(role: Path) -> jinja2.Environment:
@@ -20,3 +21,15 @@ def role_environment(role: Path) -> jinja2.Environment:
     for name, function in FilterModule().filters().items():
         env.filters.setdefault(name, function)
     return env
+
+
+def trusted(data):
+    """Mark every string of inventory-like data as a template, as Ansible does for its own vars
+    (ansible-core 2.19 renders only trusted strings; plain test data would stay literal)."""
+    if isinstance(data, str):
+        return trust_as_template(data)
+    if isinstance(data, dict):
+        return {k: trusted(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [trusted(v) for v in data]
+    return data

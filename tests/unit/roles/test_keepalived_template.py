@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
+from tests.support.templates import trusted
 from wgmesh.ha import state
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "keepalived"
@@ -27,16 +28,6 @@ MEMBER = {
     "wgmesh_ha_virtual_router_id": 51,
 }
 HOSTVARS = {"gw1a": {**MEMBER, "wgmesh_ha_priority": 150}, "gw1b": {**MEMBER, "wgmesh_ha_priority": 100}, "gw2": {}}
-
-
-def _trusted(data):
-    if isinstance(data, str):
-        return trust_as_template(data)
-    if isinstance(data, dict):
-        return {k: _trusted(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_trusted(v) for v in data]
-    return data
 
 
 def templar(host="gw1b", **extra) -> Templar:
@@ -52,12 +43,12 @@ def templar(host="gw1b", **extra) -> Templar:
         "ansible_managed": "managed",
         **extra,
     }
-    return Templar(loader=DataLoader(), variables=_trusted(variables))
+    return Templar(loader=DataLoader(), variables=trusted(variables))
 
 
 def render(host="gw1b", **extra) -> str:
     template = (ROLE / "templates" / "keepalived.conf.j2").read_text()
-    return templar(host, **extra).template(trust_as_template(template))
+    return templar(host, **extra).template(trusted(template))
 
 
 def block(conf: str, head: str) -> str:

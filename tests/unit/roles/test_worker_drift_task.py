@@ -13,8 +13,9 @@ from pathlib import Path
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
+from tests.support.templates import trusted
 from wgmesh.worker import drift
 
 ROLES = Path(__file__).resolve().parents[3] / "roles"
@@ -22,16 +23,6 @@ ROLES = Path(__file__).resolve().parents[3] / "roles"
 
 def _yaml(path: Path):
     return yaml.safe_load(path.read_text())
-
-
-def _trusted(data):
-    if isinstance(data, str):
-        return trust_as_template(data)
-    if isinstance(data, dict):
-        return {k: _trusted(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_trusted(v) for v in data]
-    return data
 
 
 def _include_vars() -> dict:
@@ -50,11 +41,11 @@ def templar(**extra) -> Templar:
         "_wgmesh_daemon_package": "0.0.0-test",
         **extra,
     }
-    return Templar(loader=DataLoader(), variables=_trusted(variables))
+    return Templar(loader=DataLoader(), variables=trusted(variables))
 
 
 def render(text: str, **extra):
-    return templar(**extra).template(trust_as_template(text))
+    return templar(**extra).template(trusted(text))
 
 
 def unit_lines() -> list[str]:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
+from tests.support.templates import trusted
 from wgmesh.ha import state
 
 ROLES = Path(__file__).resolve().parents[3] / "roles"
@@ -25,16 +26,6 @@ INVENTORY = {
 }
 
 
-def _trusted(data):
-    if isinstance(data, str):
-        return trust_as_template(data)
-    if isinstance(data, dict):
-        return {k: _trusted(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_trusted(v) for v in data]
-    return data
-
-
 def worker_config(**inventory) -> dict:
     variables = {
         **yaml.safe_load((ROLES / "worker" / "defaults" / "main.yml").read_text()),
@@ -42,9 +33,7 @@ def worker_config(**inventory) -> dict:
         **INVENTORY,
         **inventory,
     }
-    return Templar(loader=DataLoader(), variables=_trusted(variables)).template(
-        trust_as_template("{{ _worker_config }}")
-    )
+    return Templar(loader=DataLoader(), variables=trusted(variables)).template(trusted("{{ _worker_config }}"))
 
 
 def test_a_pair_member_names_the_state_file_wgmesh_ha_writes():
