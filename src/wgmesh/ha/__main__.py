@@ -19,6 +19,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from wgmesh.config import Config, load_or_exit, setup_logging
 from wgmesh.ha import endpoints, fifo, state
@@ -83,41 +84,57 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_or_exit(args.config)
     setup_logging(cfg, logging.INFO)
     if args.command == "demote":
-        return max(_route(route, "remove"), _set_state(args.state_file, state.STANDBY))
+        return demote(route, args.state_file)
     try:
         domains = domain_links(cfg)
     except ValueError as exc:
         print(f"config {cfg.path}: {exc}", file=sys.stderr)
         return 2
-    selector = BackendSelector(cfg.worker.backend)
+    member = Member(cfg, domains, BackendSelector(cfg.worker.backend), route, args.endpoints, args.state_file)
     if args.command == "promote":
-        return run_promote(cfg, domains, selector, route, args.endpoints, args.state_file)
-    handler = fifo_handler(cfg, domains, selector, route, args.endpoints, args.state_file)
-    fifo.serve(args.fifo, args.instance, handler)
+        return member.promote()
+    fifo.serve(args.fifo, args.instance, fifo_handler(member))
     return 0
 
 
-def run_promote(
-    cfg: Config,
-    domains: list[DomainLinks],
-    selector: BackendSelector,
-    route: SourceRoute,
-    endpoints_path: str,
-    state_file: str,
-) -> int:
-    status = 0
-    try:
-        learnt = endpoints.load(endpoints_path, cfg.domains)
-    except endpoints.EndpointsError as exc:
-        # promote anyway: peers with an endpoint of their own still get their handshake
-        log.error("learnt endpoints not used: %s", exc)
-        learnt, status = {}, 1
-    route_error, outcomes = promote(domains, selector, learnt, route)
-    if route_error:
-        log.error("not promoted: source route: %s", route_error)
-        return 2
-    status = max(status, _set_state(state_file, state.ACTIVE))
-    return 1 if any(o.error for o in outcomes) else status
+@dataclass(frozen=True)
+class Member:
+    """What promotion needs on this member: its domains, their backends, the source route."""
+
+    cfg: Config
+    domains: list[DomainLinks]
+    selector: BackendSelector
+    route: SourceRoute
+    endpoints_path: str
+    state_file: str
+
+    def promote(self) -> int:
+        status = 0
+        try:
+            learnt = endpoints.load(self.endpoints_path, self.cfg.domains)
+        except endpoints.EndpointsError as exc:
+            # promote anyway: peers with an endpoint of their own still get their handshake
+            log.error("learnt endpoints not used: %s", exc)
+            learnt, status = {}, 1
+        route_error, outcomes = promote(self.domains, self.selector, learnt, self.route)
+        if route_error:
+            log.error("not promoted: source route: %s", route_error)
+            return 2
+        status = max(status, _set_state(self.state_file, state.ACTIVE))
+        return 1 if any(o.error for o in outcomes) else status
+
+    def warm_up(self) -> None:
+        """Read every interface once, so the first promotion pays for no import and no backend choice."""
+        for dom in self.domains:
+            try:
+                self.selector.for_interface(dom.wg).device(dom.wg)
+            except KernelError as exc:
+                log.warning("domain %s: %s (tried again on promotion)", dom.domain, exc)
+                self.selector.forget(dom.wg)
+
+
+def demote(route: SourceRoute, state_file: str) -> int:
+    return max(_route(route, "remove"), _set_state(state_file, state.STANDBY))
 
 
 def _set_state(path: str, value: str) -> int:
@@ -129,30 +146,16 @@ def _set_state(path: str, value: str) -> int:
     return 0
 
 
-def fifo_handler(
-    cfg: Config,
-    domains: list[DomainLinks],
-    selector: BackendSelector,
-    route: SourceRoute,
-    endpoints_path: str,
-    state_file: str,
-) -> Callable[[str], None]:
-    """What `wgmesh-ha fifo` does per state; read every interface once first, so the first
-    promotion pays for no import and no backend choice."""
-    for dom in domains:
-        try:
-            selector.for_interface(dom.wg).device(dom.wg)
-        except KernelError as exc:
-            log.warning("domain %s: %s (tried again on promotion)", dom.domain, exc)
-            selector.forget(dom.wg)
+def fifo_handler(member: Member) -> Callable[[str], None]:
+    """What `wgmesh-ha fifo` does per state keepalived reports."""
+    member.warm_up()
 
     def handle(keepalived_state: str) -> None:
         log.info("keepalived: %s", keepalived_state)
         if keepalived_state == fifo.ACTIVE:
-            run_promote(cfg, domains, selector, route, endpoints_path, state_file)
+            member.promote()
         else:
-            _route(route, "remove")
-            _set_state(state_file, state.STANDBY)
+            demote(member.route, member.state_file)
 
     return handle
 
