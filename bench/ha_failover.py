@@ -67,6 +67,7 @@ from ha_lab import (  # noqa: E402
 
 from tests.support.procs import Unavailable, run, terminate, wait_until  # noqa: E402
 from wgmesh.ha import endpoints  # noqa: E402
+from wgmesh.ha.route import DEFAULT_FWMARK  # noqa: E402
 from wgmesh.worker.errors import KernelError  # noqa: E402
 
 HA_BIN = str(Path(sys.executable).with_name("wgmesh-ha"))
@@ -229,7 +230,7 @@ class Pair:
             action = "install" if m == holder else "remove"
             run("ip", "netns", "exec", member.netns, HA_BIN, "route", action, "--vip", VIP)
             if m == holder:
-                run("ip", "netns", "exec", member.netns, "wg", "set", member.ifname, "fwmark", "0x5180")
+                run("ip", "netns", "exec", member.netns, "wg", "set", member.ifname, "fwmark", str(DEFAULT_FWMARK))
             self.lab.member_link(m, setup.startswith("ours") or m == holder)
 
     def _watch_vip(self, m: str) -> None:

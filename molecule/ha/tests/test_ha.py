@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from wgmesh.ha.route import DEFAULT_FWMARK, DEFAULT_TABLE
+
 VIPS = {"inet": "10.89.51.100/24", "inet6": "fd00:5180::100/64"}
-TABLE = 5180
-FWMARK = "0x5180"
+# wgmesh-ha's defaults, which the keepalived role uses; `ip rule` prints the mark in hex.
+TABLE = DEFAULT_TABLE
+FWMARK = f"{DEFAULT_FWMARK:#x}"
 
 
 @pytest.fixture
