@@ -27,7 +27,6 @@ from wgmesh.worker.journal import Journal, JournalError
 from wgmesh.worker.links import Links
 from wgmesh.worker.linkwatch import LinkChanged, LinkWatcher
 from wgmesh.worker.metrics import WorkerMetrics
-from wgmesh.worker.reconcile import StalePolicy
 from wgmesh.worker.reconciler import Reconciler
 from wgmesh.worker.report import Reporter
 from wgmesh.worker.selector import BackendSelector
@@ -63,7 +62,6 @@ class Worker:
         self.name = cfg.worker.name
         self.domains = {d.domain: d for d in domain_links(cfg)}
         self.clock = clock
-        self.static = frozenset(cfg.worker.static_peers)
         self.metrics = WorkerMetrics()
         self.journal = Journal(cfg.worker.journal)
         self.metrics.journal_set_aside.inc(self.journal.entries_set_aside)
@@ -76,10 +74,7 @@ class Worker:
         self.changes = KernelChanges(
             selector or BackendSelector(cfg.worker.backend), links or Links(), self.journal, self.metrics
         )
-        policy = StalePolicy(cfg.worker.stale_after, cfg.worker.grace_period)
-        self.reconciler = Reconciler(
-            self.changes, self.journal, self.metrics, policy, self.static, clock, cfg.worker.ha_state_file
-        )
+        self.reconciler = Reconciler.for_config(cfg.worker, self.changes, self.metrics, clock)
         self.reporter = Reporter(
             self.name, cfg.external_name or self.name, self.changes, self.metrics, self.session.publish, clock
         )
@@ -183,7 +178,7 @@ class Worker:
         for event in events:
             self.journal.add(event.domain, event.key, now)
             self.metrics.keys_received.labels(event.domain).inc()
-            if event.key in self.static:
+            if event.key in self.reconciler.static:
                 log.warning("domain %s: key %s is a static peer; left alone", event.domain, event.key)
                 continue
             by_domain.setdefault(event.domain, []).append(event.key)

@@ -30,7 +30,6 @@ from wgmesh.worker.errors import KernelError
 from wgmesh.worker.journal import Journal, JournalError
 from wgmesh.worker.links import Links
 from wgmesh.worker.metrics import WorkerMetrics
-from wgmesh.worker.reconcile import StalePolicy
 from wgmesh.worker.reconciler import Reconciler, Survey
 from wgmesh.worker.selector import BackendSelector
 
@@ -95,11 +94,8 @@ def reconciler_for(cfg: Config, selector: BackendSelector, links: Links, clock: 
     """The daemon's reconciler over a read-only journal (nothing here is ever carried out)."""
     journal = Journal(cfg.worker.journal, read_only=True)
     metrics = WorkerMetrics()  # never served: the reconciler records into it
-    policy = StalePolicy(cfg.worker.stale_after, cfg.worker.grace_period)
     changes = KernelChanges(selector, links, journal, metrics)
-    return Reconciler(
-        changes, journal, metrics, policy, frozenset(cfg.worker.static_peers), clock, cfg.worker.ha_state_file
-    )
+    return Reconciler.for_config(cfg.worker, changes, metrics, clock)
 
 
 def report(

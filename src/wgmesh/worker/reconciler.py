@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from wgmesh.config import WorkerConfig
 from wgmesh.ha import state
 from wgmesh.worker.backend import InterfaceMissing, Peer
 from wgmesh.worker.changes import KernelChanges, lladdr
@@ -52,6 +53,15 @@ class Reconciler:
         self.static = static
         self.clock = clock
         self.ha_state_file = ha_state_file
+
+    @classmethod
+    def for_config(
+        cls, cfg: WorkerConfig, changes: KernelChanges, metrics: WorkerMetrics, clock: Callable[[], float]
+    ) -> Reconciler:
+        """The reconcile settings of the worker's config, in one place (the daemon and --drift)."""
+        policy = StalePolicy(cfg.stale_after, cfg.grace_period)
+        static = frozenset(cfg.static_peers)
+        return cls(changes, changes.journal, metrics, policy, static, clock, cfg.ha_state_file)
 
     def reconcile_all(self, domains: Iterable[DomainLinks]) -> None:
         started = time.perf_counter()
