@@ -6,25 +6,12 @@ comparing every grant with protocol.py's constants keeps the two from drifting.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
-from tests.support.templates import role_environment
+from tests.support.mqtt_acl import render_acl
 from wgmesh import protocol
 
-ROLE = Path(__file__).resolve().parents[3] / "roles" / "mqtt"
 DOMAINS = ["ffmuc_welt", "ffmuc_uml"]
-
-
-def render_acl(**variables) -> str:
-    env = role_environment(ROLE)
-    internals = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    context = {"ansible_managed": "managed", "_mqtt_admin_user": internals["_mqtt_admin_user"], **variables}
-    # _mqtt_domain_names is itself a template in vars/main.yml: render it too.
-    context["_mqtt_domain_names"] = yaml.safe_load(env.from_string(internals["_mqtt_domain_names"]).render(context))
-    return env.get_template("wgmesh.acl.j2").render(context)
 
 
 def grants(acl: str) -> dict[str, set[tuple[str, str]]]:

@@ -1,0 +1,125 @@
+"""An HA pair's two members as the broker sees them: one identity, one MQTT user, two client ids.
+
+Each member is a `Gateway` (its own namespace, wireguard-go, worker) whose worker runs with the
+pair's identity as its name, its own client id and its own HA state file (what `wgmesh-ha`
+writes). mosquitto runs with the mqtt role's real ACL (tests/support/mqtt_acl.py). `Timeline`
+records every message on the pair's status and data topics with the moment it arrived, so a
+test can say how long a wrong value was visible.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tests.support.gateway import PREFIX
+from tests.support.mqtt_acl import render_acl
+from tests.support.procs import run
+from wgmesh import mqtt, protocol
+from wgmesh.config import MqttConfig
+from wgmesh.ha import state
+
+IDENTITY = "pairgw"
+BROKER_USER = "broker1"
+PASSWORDS = {IDENTITY: "pair-secret", BROKER_USER: "broker-secret"}
+CLIENT_IDS = ("member-a", "member-b")
+
+
+def pair_acl(domain: str) -> str:
+    return render_acl(
+        mqtt_domains=[domain],
+        mqtt_brokers=[{"name": BROKER_USER}],
+        mqtt_gateways=[{"name": IDENTITY, "client_ids": list(CLIENT_IDS)}],
+    )
+
+
+def start_member(gw, mosquitto_port: int, domain: str, client_id: str, role: str, **worker) -> None:
+    """Write the member's state file (`role`: active/standby) and config, then start its worker."""
+    gw.state_file = gw.workdir / f"ha-state-{gw.id}"
+    state.write(str(gw.state_file), role)
+    auth = {"username": IDENTITY, "password": PASSWORDS[IDENTITY], "client_id": client_id, "keepalive": 2}
+    gw.write_config(domain, PREFIX, 1883, mqtt_extra=auth, name=IDENTITY, ha_state_file=str(gw.state_file), **worker)
+    gw.start_worker(mosquitto_port)
+
+
+def set_role(gw, role: str) -> None:
+    state.write(str(gw.state_file), role)
+
+
+def cut_silently(gw) -> None:
+    """A crashed host: every packet in the member's namespace is dropped, so no FIN or RST
+    reaches mosquitto (its TCP connection stays open until the keepalive runs out); then the
+    worker dies behind the cut."""
+    rules = (
+        "table inet hostcrash {\n"
+        "  chain out { type filter hook output priority -300; policy drop; }\n"
+        "  chain in { type filter hook input priority -300; policy drop; }\n"
+        "}\n"
+    )
+    run("ip", "netns", "exec", gw.netns, "nft", "-f", "-", input=rules)
+    gw.stop_worker(hard=True)
+
+
+@dataclass
+class Timeline:
+    """Messages on the identity's status topic and the domain's data topic, as a broker reads them."""
+
+    port: int
+    domain: str
+    events: list[tuple[float, str, str]] = field(default_factory=list)  # (monotonic, topic, payload)
+
+    def __post_init__(self) -> None:
+        cfg = MqttConfig(broker_url="127.0.0.1", broker_port=self.port, username=BROKER_USER,
+                         password=PASSWORDS[BROKER_USER])  # fmt: skip
+        self.status_topic = protocol.topic_status(IDENTITY)
+        self.data_topic = protocol.topic_data(IDENTITY, self.domain)
+        self.lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.make_client(cfg, client_id=f"h6-watch-{secrets.token_hex(3)}")
+
+        def on_connect(client, userdata, flags, reason_code, properties):
+            client.subscribe([(self.status_topic, 1), (self.data_topic, 1)])
+
+        def on_message(client, userdata, message):
+            with self.lock:
+                self.events.append((time.monotonic(), message.topic, message.payload.decode()))
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.on_message = on_message
+        mqtt.connect_async(self.client, cfg)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the timeline could not subscribe"
+
+    def statuses(self, since: float = 0.0) -> list[tuple[float, str]]:
+        with self.lock:
+            return [(t, p) for t, topic, p in self.events if topic == self.status_topic and t >= since]
+
+    def first(self, payload: str, since: float) -> float | None:
+        """When `payload` first arrived on the status topic at or after `since`, or None."""
+        return next((t for t, p in self.statuses(since) if p == payload), None)
+
+    def data(self) -> list[str]:
+        with self.lock:
+            return [p for t, topic, p in self.events if topic == self.data_topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def retained_status(port: int) -> str | None:
+    """What a broker that connects now reads: the retained status of the identity."""
+    watch = Timeline(port, "unused")
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = watch.statuses()
+            if found:
+                return found[-1][1]
+            time.sleep(0.05)
+        return None
+    finally:
+        watch.close()
