@@ -23,6 +23,7 @@ from wgmesh.worker.changes import KernelChanges
 from wgmesh.worker.committer import Committer
 from wgmesh.worker.domains import DomainLinks, domain_links
 from wgmesh.worker.errors import KernelError
+from wgmesh.worker.harole import HaRole
 from wgmesh.worker.journal import Journal, JournalError
 from wgmesh.worker.links import Links
 from wgmesh.worker.linkwatch import LinkChanged, LinkWatcher
@@ -43,6 +44,11 @@ COMMIT_MAX_DELAY_S = 0.5
 # networkd makes a link in steps (create, MTU, up, stacked links): one reconcile of the domain
 # this long after the first event of a recreated link covers them.
 LINK_SETTLE_S = 0.2
+
+
+@dataclass(frozen=True)
+class Promoted:
+    """This HA member became active: the pair's data and metrics come from it now."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,8 @@ class Worker:
         # deadlock when a signal arrives while the apply thread holds the queue's lock).
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
-        self.session = Session(cfg, self.domains, self.metrics, self.events, self.stopping)
+        self.ha_role = HaRole(cfg.worker.ha_state_file, self._on_role) if cfg.worker.ha_state_file else None
+        self.session = Session(cfg, self.domains, self.metrics, self.events, self.stopping, self.ha_role)
         self.committer = Committer(self.journal.path, self.metrics, self.session.ack)
         self.changes = KernelChanges(
             selector or BackendSelector(cfg.worker.backend), links or Links(), self.journal, self.metrics
@@ -96,6 +103,8 @@ class Worker:
         self.committer.start()  # first: the first reconcile's journal write goes through it (retries)
         self.link_watcher.start()  # before the first reconcile: a link made in between is seen
         self.reconcile_all()  # serve known nodes at once, before MQTT is even up
+        if self.ha_role is not None:
+            self.ha_role.start()
         self.session.start()
         # Type=notify: `systemctl restart` returns, and a reload may come, only now that the
         # signal handlers are set (main() sets them before run()) and known nodes are served.
@@ -130,6 +139,13 @@ class Worker:
         self.stopping.set()
         self.events.put(None)
 
+    def _on_role(self, active: bool) -> None:
+        """From the HA role's watch thread: on promotion say online at once (paho's publish is
+        thread-safe); data and metrics need the kernel, so the apply thread sends them."""
+        if active:
+            self.session.say_online()
+            self.events.put(Promoted())
+
     def reload(self) -> None:
         """From the SIGHUP handler: the apply thread reconciles every domain at once."""
         self.events.put(Reload())
@@ -152,6 +168,9 @@ class Worker:
             for dom in self.domains.values():
                 self.changes.selector.forget(dom.wg)  # chosen anew, as for a recreated link
             self.reconcile_all()
+        if any(isinstance(e, Promoted) for e in events):
+            self.publish_data()
+            self.publish_metrics()
         for event in events:
             if isinstance(event, LinkChanged):
                 self._relink_due.setdefault(event.domain, time.monotonic() + LINK_SETTLE_S)
@@ -163,6 +182,8 @@ class Worker:
     def _shutdown(self) -> None:
         self.commit()
         self.committer.stop()
+        if self.ha_role is not None:
+            self.ha_role.stop()
         self.session.close()
         self.link_watcher.close()
         self.changes.links.close()

@@ -56,7 +56,7 @@ def test_broker_grants_are_the_protocol_topics(acl):
 
 def test_gateway_grants_are_its_own_protocol_topics(acl):
     for name in ("gw1", "gw2"):
-        expected = {("read", protocol.topic_key(d)) for d in DOMAINS} | {("write", protocol.topic_status(name))}
+        expected = {("read", protocol.topic_key(d)) for d in DOMAINS} | {("readwrite", protocol.topic_status(name))}
         expected |= {("write", protocol.topic_data(name, d)) for d in DOMAINS}
         expected |= {("write", protocol.topic_metrics(d, name)) for d in DOMAINS}
         assert acl[name] == expected
