@@ -9,14 +9,17 @@ test can say how long a wrong value was visible.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tests.support.gateway import PREFIX
 from tests.support.mqtt_acl import render_acl
-from tests.support.procs import run
+from tests.support.procs import out, run, terminate, wait_until
 from wgmesh import mqtt, protocol
 from wgmesh.config import MqttConfig
 from wgmesh.ha import state
@@ -123,3 +126,58 @@ def retained_status(port: int) -> str | None:
         return None
     finally:
         watch.close()
+
+
+@dataclass
+class Node:
+    """A node's WireGuard interface in a member's namespace, with the member as its only peer
+    (over loopback) and a keepalive, so the member sees a handshake and an endpoint."""
+
+    gw: object
+    ifname: str = ""
+    public_key: str = ""
+    listen_port: int = 0
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> Node:
+        self.ifname = f"n-{self.gw.id}-{secrets.token_hex(2)}"[:15]
+        env = dict(os.environ, WG_PROCESS_FOREGROUND="1", LOG_LEVEL="error")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.gw.netns, "wireguard-go", self.ifname],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: Path(f"/var/run/wireguard/{self.ifname}.sock").exists(), 10, what=f"{self.ifname} socket")
+        keyfile = self.gw.workdir / f"{self.ifname}.key"
+        keyfile.touch(mode=0o600)
+        keyfile.write_text(out("wg", "genkey"))
+        self.public_key = out("wg", "pubkey", input=keyfile.read_text()).strip()
+        self.listen_port = 20000 + secrets.randbelow(20000)
+        self.gw.ns("wg", "set", self.ifname, "private-key", str(keyfile), "listen-port", str(self.listen_port))
+        self.gw.ns("ip", "link", "set", self.ifname, "up")
+        return self
+
+    def dial(self) -> None:
+        """Handshake with the member now and keep the session (its key must be a peer there)."""
+        self.gw.ns("wg", "set", self.ifname, "peer", self.gw.public_key, "endpoint", f"127.0.0.1:{self.gw.listen_port}",
+                   "allowed-ips", f"{self.gw.lladdr}/128", "persistent-keepalive", "1")  # fmt: skip
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.listen_port}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc, timeout=5)
+        Path(f"/var/run/wireguard/{self.ifname}.sock").unlink(missing_ok=True)
+
+
+def endpoints_of(gw) -> dict[str, str]:
+    """key -> endpoint of the peers on the member's wg- that have one."""
+    found = {}
+    for line in gw.ns("wg", "show", gw.wg, "dump").splitlines()[1:]:
+        fields = line.split("\t")
+        if fields[2] != "(none)":
+            found[fields[0]] = fields[2]
+    return found

@@ -7,6 +7,7 @@ comparing every grant with protocol.py's constants keeps the two from drifting.
 from __future__ import annotations
 
 import pytest
+from paho.mqtt.client import topic_matches_sub
 
 from tests.support.mqtt_acl import render_acl
 from wgmesh import protocol
@@ -15,7 +16,8 @@ DOMAINS = ["ffmuc_welt", "ffmuc_uml"]
 
 
 def grants(acl: str) -> dict[str, set[tuple[str, str]]]:
-    """{user: {(access, topic)}} from an ACL file; lines outside a user block go under None."""
+    """{user: {(access, topic)}} from an ACL file; lines outside a user block go under None,
+    `pattern` lines (for every user, wherever they stand) under "pattern"."""
     result: dict[str, set[tuple[str, str]]] = {}
     user = None
     for line in acl.splitlines():
@@ -25,6 +27,8 @@ def grants(acl: str) -> dict[str, set[tuple[str, str]]]:
         if words[0] == "user":
             user = words[1]
             result.setdefault(user, set())
+        elif words[0] == "pattern":
+            result.setdefault("pattern", set()).add((words[1], words[2]))
         else:
             assert words[0] == "topic", f"only per-user topic grants are expected, got {line!r}"
             result.setdefault(user, set()).add((words[1], words[2]))
@@ -62,9 +66,16 @@ def test_gateway_grants_are_its_own_protocol_topics(acl):
         assert acl[name] == expected
 
 
-def test_nothing_is_granted_outside_a_user_block(acl):
+def test_nothing_is_granted_outside_a_user_block_but_the_ha_sync_patterns(acl):
     assert None not in acl
-    assert set(acl) == {"broker1", "broker2", "gw1", "gw2", "wgmesh-mqtt-admin"}
+    assert set(acl) == {"broker1", "broker2", "gw1", "gw2", "wgmesh-mqtt-admin", "pattern"}
+
+
+def test_an_ha_member_writes_only_under_its_own_identity_and_client_id_and_reads_its_pair(acl):
+    # mosquitto fills in %u (user = the pair's identity) and %c (the member's client id)
+    assert acl["pattern"] == {("write", "wgmesh-ha/%u/%c/#"), ("read", "wgmesh-ha/%u/#")}
+    assert topic_matches_sub("wgmesh-ha/%u/%c/#", protocol.topic_ha_peers("%u", "%c", DOMAINS[0]))
+    assert topic_matches_sub("wgmesh-ha/%u/#", protocol.TOPIC_HA_PEERS_SUB.format(identity="%u").replace("+", "x"))
 
 
 def test_gateway_may_not_publish_keys(acl):
