@@ -138,6 +138,7 @@ class Node:
     public_key: str = ""
     listen_port: int = 0
     proc: subprocess.Popen | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Node:
         self.ifname = f"n-{self.gw.id}-{secrets.token_hex(2)}"[:15]
@@ -163,11 +164,23 @@ class Node:
         self.gw.ns("wg", "set", self.ifname, "peer", self.gw.public_key, "endpoint", f"127.0.0.1:{self.gw.listen_port}",
                    "allowed-ips", f"{self.gw.lladdr}/128", "persistent-keepalive", "1")  # fmt: skip
 
+    def keep_handshaking(self, every: float) -> None:
+        """A new handshake every `every` seconds (WireGuard itself rekeys only every 2 minutes), so
+        the member's stale-peer cleanup, run with a short stale_after in tests, keeps this peer."""
+
+        def loop() -> None:
+            while not self.stopping.wait(every):
+                self.gw.ns("wg", "set", self.ifname, "peer", self.gw.public_key, "remove", check=False)
+                self.dial()
+
+        threading.Thread(target=loop, daemon=True).start()
+
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.listen_port}"
 
     def stop(self) -> None:
+        self.stopping.set()
         if self.proc is not None:
             terminate(self.proc, timeout=5)
         Path(f"/var/run/wireguard/{self.ifname}.sock").unlink(missing_ok=True)

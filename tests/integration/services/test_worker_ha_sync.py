@@ -130,6 +130,7 @@ def test_the_standby_follows_its_partners_removals_but_never_its_own_silence(gat
     node.dial()  # only the node handshakes (with a); b sees no handshake from anyone
     wait_until(lambda: a.has_all([node.public_key, *silent]) and b.has_all([node.public_key, *silent]), what="keys")
     wait_until(lambda: a.peers()[node.public_key]["handshake"] > 0, what="the node's handshake with a")
+    node.keep_handshaking(every=3)
     wait_until(lambda: not any(k in a.peers() for k in silent), what=f"a drops the silent keys\n{a.log_text()}")
     dropped = time.monotonic()
     wait_until(lambda: not any(k in b.peers() for k in silent), what=f"b follows\n{b.log_text()}")
