@@ -116,6 +116,11 @@ class WorkerConfig:
     # A pair member's last will ("0") waits this long (MQTT 5 Will Delay Interval): a member
     # back within it, or the active member's answer, keeps the pair online (docs/ha.md).
     ha_will_delay: int = 5
+    # A pair member's sync channel (docs/ha.md): where a standby writes the endpoints its partner
+    # learnt (wgmesh-ha promote reads them), and the marker it writes once it holds every key of
+    # its partner (keepalived may track it).
+    ha_endpoints_file: str = "/var/lib/wgmesh/partner-endpoints.json"
+    ha_synced_file: str = "/var/lib/wgmesh/ha-synced"
 
 
 @dataclass(frozen=True)
@@ -469,6 +474,8 @@ def _worker(r: _Reader, data: Mapping, domains: tuple[str, ...] = ()) -> WorkerC
         interfaces=_worker_interfaces(r, w, domains),
         ha_state_file=r.str_(w, "worker.ha_state_file", WorkerConfig),
         ha_will_delay=r.int_(w, "worker.ha_will_delay", WorkerConfig, 0, 0xFFFFFFFF),  # MQTT 5: four bytes
+        ha_endpoints_file=r.str_(w, "worker.ha_endpoints_file", WorkerConfig, optional=False),
+        ha_synced_file=r.str_(w, "worker.ha_synced_file", WorkerConfig, optional=False),
     )
 
 

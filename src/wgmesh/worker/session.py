@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from wgmesh import mqtt, protocol
 from wgmesh.config import Config
+from wgmesh.ha import sync
 from wgmesh.worker.harole import HaRole
 from wgmesh.worker.metrics import WorkerMetrics
 
@@ -66,7 +67,9 @@ class Session:
         self.events = events
         self.stopping = stopping
         self.ha = ha
+        self.client_id = cfg.mqtt.client_id or self.name
         self.status_topic = protocol.topic_status(self.name)
+        self.sync_prefix = protocol.TOPIC_HA_PEERS_SUB.format(identity=self.name).split("+")[0]
         self.generation = 0
         self.client = None
 
@@ -84,7 +87,7 @@ class Session:
         will = (self.status_topic, protocol.STATUS_OFFLINE, protocol.QOS_STATUS, True)
         client = mqtt.make_client(
             self.cfg.mqtt,
-            client_id=self.cfg.mqtt.client_id or self.name,
+            client_id=self.client_id,
             clean_start=False,
             will=will,
             # a pair: the will waits, so a member back within the delay (a restart) cancels it,
@@ -105,8 +108,9 @@ class Session:
             return
         self.generation += 1
         topics = [(protocol.topic_key(d), protocol.QOS_KEY) for d in self.domains]
-        if self.ha is not None:  # to answer a partner's (or a crashed host's late) will
+        if self.ha is not None:  # to answer a partner's (or a crashed host's late) will, and to sync
             topics.append((self.status_topic, protocol.QOS_STATUS))
+            topics.append((protocol.TOPIC_HA_PEERS_SUB.format(identity=self.name), protocol.QOS_HA_PEERS))
         client.subscribe(topics)
         if self.speaks_for_gateway:
             self.say_online()
@@ -136,6 +140,10 @@ class Session:
                 log.info("HA: the pair's status says %r while this member is active; saying online", message.payload)
                 self.say_online()
             return
+        if self.ha is not None and message.topic.startswith(self.sync_prefix):
+            client.ack(message.mid, message.qos)  # applied or not, it is never needed again
+            self._on_sync(message)
+            return
         parts = protocol.split_topic(message.topic)
         domain = parts[1] if len(parts) == 3 else None
         key = message.payload.decode("utf-8", errors="replace")
@@ -148,6 +156,15 @@ class Session:
             client.ack(message.mid, message.qos)
         else:
             self.events.put(KeyEvent(domain, key, message.mid, self.generation, time.monotonic()))
+
+    def _on_sync(self, message) -> None:
+        try:
+            msg = sync.decode(message.topic, message.payload, self.name, self.domains)
+        except sync.SyncError as exc:
+            log.warning("HA sync: %s: %s; ignored", message.topic, exc)
+            return
+        if msg.client_id != self.client_id:  # our own retained message comes back too
+            self.events.put(msg)
 
     # --- any thread -----------------------------------------------------------------
     def say_online(self) -> None:
