@@ -3,10 +3,13 @@
 (wgmesh.worker.hasync).
 
     topic   wgmesh-ha/<identity>/<client id>/<domain>/peers  (protocol.TOPIC_HA_PEERS), retained QoS 1
-    payload {"time": <epoch s>, "keys": [<public key>, ...], "endpoints": {<public key>: "ip:port", ...}}
+    payload {"time": <epoch s>, "keys": [<public key>, ...], "endpoints": {<public key>: "ip:port", ...},
+             "dropped": {<public key>: <epoch s>, ...}}
 
 `keys` are the keys the member holds (its journal), `endpoints` those of its peers with a recent
-handshake, static peers included. A message is checked whole: one bad entry rejects it.
+handshake, static peers included, `dropped` the keys it removed lately and when. The partner
+removes exactly those: a key merely missing from `keys` (a member that lost its journal) is not a
+removal. A message is checked whole: one bad entry rejects it.
 """
 
 from __future__ import annotations
@@ -31,11 +34,21 @@ class PartnerPeers:
     time: float  # when the partner took it (epoch seconds, its clock)
     keys: frozenset[str]
     endpoints: Mapping[str, str]
+    dropped: Mapping[str, float]  # key -> when the partner removed it
 
 
-def encode(keys: Collection[str], learnt: Mapping[str, str], now: float) -> str:
-    data = {"time": round(now, 3), "keys": sorted(keys), "endpoints": dict(sorted(learnt.items()))}
+def encode(keys: Collection[str], learnt: Mapping[str, str], now: float, dropped: Mapping[str, float]) -> str:
+    data = {
+        "time": round(now, 3),
+        "keys": sorted(keys),
+        "endpoints": dict(sorted(learnt.items())),
+        "dropped": {k: round(t, 3) for k, t in sorted(dropped.items())},
+    }
     return json.dumps(data, separators=(",", ":"))
+
+
+def _is_time(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def decode(topic: str, payload: bytes, identity: str, domains: Collection[str]) -> PartnerPeers:
@@ -52,9 +65,9 @@ def decode(topic: str, payload: bytes, identity: str, domains: Collection[str]) 
     except (ValueError, UnicodeDecodeError) as exc:
         raise SyncError(f"not valid JSON: {exc}") from None
     if not isinstance(data, Mapping):
-        raise SyncError('expected a JSON object {"time", "keys", "endpoints"}')
+        raise SyncError('expected a JSON object {"time", "keys", "endpoints", "dropped"}')
     when = data.get("time")
-    if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+    if not _is_time(when):
         raise SyncError(f"time: must be a number (epoch seconds), got {when!r}")
     keys = data.get("keys")
     if not isinstance(keys, list):
@@ -62,8 +75,16 @@ def decode(topic: str, payload: bytes, identity: str, domains: Collection[str]) 
     bad = next((k for k in keys if not protocol.is_valid_key(k)), None)
     if bad is not None:
         raise SyncError(f"keys: {str(bad)[:60]!r} is not a WireGuard public key")
+    dropped = data.get("dropped")
+    if not isinstance(dropped, Mapping):
+        raise SyncError(f"dropped: must map public keys to times, got {type(dropped).__name__}")
+    for key, at in dropped.items():
+        if not protocol.is_valid_key(key):
+            raise SyncError(f"dropped: {key[:60]!r} is not a WireGuard public key")
+        if not _is_time(at):
+            raise SyncError(f"dropped.{key}: must be a number (epoch seconds), got {at!r}")
     try:
         learnt = endpoints.parse({"domains": {domain: data.get("endpoints")}}, [domain], "endpoints")
     except endpoints.EndpointsError as exc:
         raise SyncError(str(exc)) from None
-    return PartnerPeers(domain, client_id, float(when), frozenset(keys), learnt[domain])
+    return PartnerPeers(domain, client_id, float(when), frozenset(keys), learnt[domain], dict(dropped))

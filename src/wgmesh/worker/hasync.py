@@ -1,13 +1,15 @@
 """The worker's side of an HA pair's sync channel (docs/ha.md, "The sync channel"); apply thread only.
 
-Active: per domain, the keys the member holds and the endpoints of its peers with a recent
-handshake go out retained (wgmesh.ha.sync), when they changed and at most every
-HA_SYNC_INTERVAL_S, and again every REFRESH_S so a quiet pair's message stays recent.
+Active: per domain, the keys the member holds, the endpoints of its peers with a recent
+handshake and the keys it dropped lately go out retained (wgmesh.ha.sync), when they changed and
+at most every HA_SYNC_INTERVAL_S, and again every REFRESH_S so a quiet pair's message stays
+recent. A key counts as dropped when it left the journal between two checks (stale-peer cleanup).
 
 Standby: what the partner sends is followed, never the member's own view (it sees no
 handshakes): the endpoints go to the learnt-endpoints file and nowhere else (`wgmesh-ha
-promote` applies them), every key it lacks is added, and a key the partner dropped is removed
-here too. Once it holds every key of its partner in every domain it writes the synced marker.
+promote` applies them), every key it lacks is added, and a key the partner reports dropped is
+removed here too unless it was registered again since. Once it holds every key of its partner
+in every domain it writes the synced marker.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ log = logging.getLogger(__name__)
 
 HA_SYNC_INTERVAL_S = 2.0  # how often the active member looks for a change to send
 REFRESH_S = 60.0  # an unchanged message is sent again this often
-# A key the standby has held since this long before the partner's message, and the partner
-# does not hold, was dropped by the partner while this member did not hear it (it was down).
-# Younger ones may still be on their way to the partner (both members get keys on their own).
-REMOVE_MARGIN_S = 600.0
+# Drops are reported this long (a standby away for less still follows them), at most this many
+# (the newest): 60 bytes each in every message.
+DROPPED_KEEP_S = 24 * 3600.0
+DROPPED_MAX = 5000
 
 
 class HaSync:
@@ -57,6 +59,8 @@ class HaSync:
         self.publish = publish
         self.clock = clock
         self.sent: dict[str, tuple[object, float]] = {}  # domain -> (content, when sent)
+        self.held: dict[str, set[str]] = {}  # domain -> the journal's keys at the last check
+        self.dropped: dict[str, dict[str, float]] = {}  # domain -> key -> when it left the journal
         self.partner: dict[str, sync.PartnerPeers] = {}  # domain -> the last message followed
         self.learnt: dict[str, dict[str, str]] = {}
         self._set_synced(False)  # not synced until the partner was heard by this process
@@ -72,19 +76,33 @@ class HaSync:
                 log.warning("HA sync: domain %s: %s; nothing sent", dom.domain, exc)
                 continue
             keys = sorted(self.journal.keys(dom.domain))
+            dropped = self._note_drops(dom.domain, set(keys), now)
             recent = now - protocol.HANDSHAKE_ACTIVE_S
             learnt = {k: p.endpoint for k, p in peers.items() if p.endpoint and p.last_handshake >= recent}
-            content = (keys, learnt)
+            content = (keys, learnt, dropped)
             last = self.sent.get(dom.domain)
             if last is not None and last[0] == content and now - last[1] < REFRESH_S:
                 continue
             topic = protocol.topic_ha_peers(self.identity, self.client_id, dom.domain)
-            self.publish(topic, sync.encode(keys, learnt, now), qos=protocol.QOS_HA_PEERS, retain=True)
+            self.publish(topic, sync.encode(keys, learnt, now, dropped), qos=protocol.QOS_HA_PEERS, retain=True)
             self.sent[dom.domain] = (content, now)
 
+    def _note_drops(self, domain: str, keys: set[str], now: float) -> dict[str, float]:
+        dropped = self.dropped.setdefault(domain, {})
+        for key in self.held.get(domain, keys) - keys:
+            dropped[key] = now
+        for key in keys & dropped.keys():  # registered again
+            del dropped[key]
+        recent = sorted(((t, k) for k, t in dropped.items() if t >= now - DROPPED_KEEP_S), reverse=True)
+        self.dropped[domain] = dropped = {k: t for t, k in recent[:DROPPED_MAX]}
+        self.held[domain] = keys
+        return dict(dropped)
+
     def forget_sent(self) -> None:
-        """After a role change: the next check sends everything."""
+        """After a role change: the next check sends everything, and a drop counts only from then
+        (keys removed while standby were the partner's drops, reported by the partner)."""
         self.sent.clear()
+        self.held.clear()
 
     # --- standby ----------------------------------------------------------------
     def follow(self, msg: sync.PartnerPeers) -> None:
@@ -102,9 +120,9 @@ class HaSync:
         if missing:
             log.info("HA sync: domain %s: adding %d keys of the partner", msg.domain, len(missing))
             self.changes.add(dom, missing, now)
-        dropped = set(last.keys - msg.keys) if last is not None else set()
-        dropped |= {k for k, added in held.items() if k not in msg.keys and added < msg.time - REMOVE_MARGIN_S}
-        dropped = {k for k in dropped if k in held and k not in self.static}
+        # a key added here after the partner dropped it was registered again: it stays
+        dropped = {k for k, at in msg.dropped.items() if k in held and held[k] < at and k not in msg.keys}
+        dropped -= self.static
         if dropped:
             log.info("HA sync: domain %s: removing %d keys the partner dropped", msg.domain, len(dropped))
             self.changes.remove(dom, {k: (lladdr(dom, k),) for k in sorted(dropped)})

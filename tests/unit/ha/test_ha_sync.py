@@ -19,13 +19,16 @@ def decode(payload, topic=TOPIC):
 
 def test_a_message_round_trips():
     keys = [new_key() for dummy in range(3)]
-    msg = decode(sync.encode(keys, {keys[0]: "198.51.100.7:51820", keys[1]: "[2001:db8::7]:4242"}, 1_800_000_000.5))
+    learnt = {keys[0]: "198.51.100.7:51820", keys[1]: "[2001:db8::7]:4242"}
+    gone = new_key()
+    msg = decode(sync.encode(keys, learnt, 1_800_000_000.5, {gone: 1_799_999_000.0}))
     assert msg == sync.PartnerPeers(
         "ffmuc_welt",
         "member-a",
         1_800_000_000.5,
         frozenset(keys),
-        {keys[0]: "198.51.100.7:51820", keys[1]: "[2001:db8::7]:4242"},
+        learnt,
+        {gone: 1_799_999_000.0},
     )
 
 
@@ -40,7 +43,9 @@ def test_a_message_round_trips():
         (TOPIC, '{"time": "now", "keys": [], "endpoints": {}}', "time: must be a number"),
         (TOPIC, '{"time": 1, "keys": {}, "endpoints": {}}', "keys: must be a list"),
         (TOPIC, '{"time": 1, "keys": ["x"], "endpoints": {}}', "keys: 'x' is not a WireGuard public key"),
-        (TOPIC, '{"time": 1, "keys": [], "endpoints": []}', "must map public keys to endpoints"),
+        (TOPIC, '{"time": 1, "keys": [], "endpoints": {}}', "dropped: must map public keys to times"),
+        (TOPIC, '{"time": 1, "keys": [], "endpoints": {}, "dropped": {"x": 1}}', "dropped: 'x' is not a WireGuard"),
+        (TOPIC, '{"time": 1, "keys": [], "endpoints": [], "dropped": {}}', "must map public keys to endpoints"),
     ],
 )
 def test_a_bad_message_is_refused_whole_with_the_reason(topic, payload, reason):
@@ -51,13 +56,16 @@ def test_a_bad_message_is_refused_whole_with_the_reason(topic, payload, reason):
 def test_a_bad_endpoint_names_the_key():
     key = new_key()
     with pytest.raises(sync.SyncError, match=f"ffmuc_welt.{key[:10]}"):
-        decode(json.dumps({"time": 1, "keys": [key], "endpoints": {key: "198.51.100.7"}}))
+        decode(json.dumps({"time": 1, "keys": [key], "endpoints": {key: "198.51.100.7"}, "dropped": {}}))
 
 
 def test_the_size_of_a_message_with_1000_peers():
-    # docs/ha.md quotes this: 1,000 keys, all with an IPv6 endpoint (the longer kind)
+    # docs/ha.md quotes this: 1,000 keys, all with an IPv6 endpoint (the longer kind), 100 dropped
     keys = [new_key() for dummy in range(1000)]
-    payload = sync.encode(keys, {k: f"[2001:db8::{i:x}]:{40000 + i}" for i, k in enumerate(keys)}, 1_800_000_000.0)
-    print(f"\n1,000 keys with endpoints: {len(payload)} bytes; keys only: {len(sync.encode(keys, {}, 0))} bytes")
+    learnt = {k: f"[2001:db8::{i:x}]:{40000 + i}" for i, k in enumerate(keys)}
+    dropped = {new_key(): 1_799_990_000.123 for dummy in range(100)}
+    payload = sync.encode(keys, learnt, 1_800_000_000.0, dropped)
+    bare = sync.encode(keys, {}, 0, {})
+    print(f"\n1,000 keys with endpoints and 100 drops: {len(payload)} bytes; keys only: {len(bare)} bytes")
     assert len(decode(payload).keys) == 1000
-    assert 100_000 < len(payload) < 120_000  # about 47 bytes per key, 30 more per endpoint
+    assert 100_000 < len(payload) < 130_000  # about 47 bytes per key, 30 more per endpoint, 62 per drop
