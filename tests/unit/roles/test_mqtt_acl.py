@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from paho.mqtt.client import topic_matches_sub
 
-from tests.support.mqtt_acl import render_acl
+from tests.support.mqtt_acl import ROLE, render_acl
 from wgmesh import protocol
 
 DOMAINS = ["ffmuc_welt", "ffmuc_uml"]
@@ -81,3 +81,10 @@ def test_an_ha_member_writes_only_under_its_own_identity_and_client_id_and_reads
 def test_gateway_may_not_publish_keys(acl):
     for name in ("gw1", "gw2"):
         assert not [t for access, t in acl[name] if access != "read" and t.startswith("wireguard/")]
+
+
+def test_the_admin_user_may_clear_a_removed_pairs_sync_topics(acl):
+    # decommissioning clears them: they hold the nodes' endpoints and would stay retained for ever
+    assert ("readwrite", "wgmesh-ha/#") in acl["wgmesh-mqtt-admin"]
+    run = (ROLE / "tasks" / "run.yml").read_text()
+    assert "wgmesh-ha/{{ item.name }}/#" in run
