@@ -69,7 +69,7 @@ class Session:
         self.ha = ha
         self.client_id = cfg.mqtt.client_id or self.name
         self.status_topic = protocol.topic_status(self.name)
-        self.sync_prefix = protocol.TOPIC_HA_PEERS_SUB.format(identity=self.name).split("+")[0]
+        self.sync_prefix = protocol.TOPIC_HA_PEERS_SUB.format(identity=self.name).split("+", maxsplit=1)[0]
         self.generation = 0
         self.client = None
 

@@ -69,7 +69,7 @@ def test_a_standby_says_nothing_and_its_promotion_says_online(gateways, pair_bro
     set_role(b, state.ACTIVE)
     online = wait_until(lambda: timeline.first("1", promoted), what=f"online after promotion\n{b.log_text()}")
     report("promotion -> status 1", online - promoted)
-    data = json.loads(wait_until(lambda: timeline.data(), what="the pair's data after promotion")[-1])
+    data = json.loads(wait_until(timeline.data, what="the pair's data after promotion")[-1])
     assert data["PublicKey"] == b.public_key
 
 
