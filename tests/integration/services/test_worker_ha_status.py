@@ -130,3 +130,15 @@ def test_the_active_members_worker_restart_does_not_take_the_pair_offline(gatewa
     time.sleep(WILL_DELAY + 2)  # past the will delay of the first connection
     assert timeline.first("0", stopped) is None, timeline.statuses(stopped)
     assert retained_status(pair_broker.port) == "1"
+
+
+def test_a_pair_whose_hosts_both_crashed_goes_offline(gateways, pair_broker, domain, timeline):
+    a, b = start_pair(gateways, pair_broker, domain, timeline)
+    crashed = time.monotonic()
+    cut_silently(b)
+    cut_silently(a)
+    zero = wait_until(lambda: timeline.first("0", crashed), timeout=60, what="the pair offline")
+    report("both hosts crashed -> status 0 after", zero - crashed)  # 1.5 x keepalive + the will delay
+    time.sleep(1)
+    assert timeline.statuses(crashed)[-1][1] == "0"
+    assert retained_status(pair_broker.port) == "0"
