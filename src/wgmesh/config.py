@@ -113,6 +113,14 @@ class WorkerConfig:
     # A member of an HA pair: the file wgmesh-ha writes; stale-peer cleanup only while it says
     # "active" (docs/ha.md). None: not in a pair, cleanup always runs.
     ha_state_file: str | None = None
+    # A pair member's last will ("0") waits this long (MQTT 5 Will Delay Interval): a member
+    # back within it, or the active member's answer, keeps the pair online (docs/ha.md).
+    ha_will_delay: int = 5
+    # A pair member's sync channel (docs/ha.md): where a standby writes the endpoints its partner
+    # learnt (wgmesh-ha promote reads them), and the marker it writes once it holds every key of
+    # its partner (keepalived may track it).
+    ha_endpoints_file: str = "/var/lib/wgmesh/partner-endpoints.json"
+    ha_synced_file: str = "/var/lib/wgmesh/ha-synced"
 
 
 @dataclass(frozen=True)
@@ -465,6 +473,9 @@ def _worker(r: _Reader, data: Mapping, domains: tuple[str, ...] = ()) -> WorkerC
         metrics_listen=_listen_address(r, w, "worker.metrics_listen"),
         interfaces=_worker_interfaces(r, w, domains),
         ha_state_file=r.str_(w, "worker.ha_state_file", WorkerConfig),
+        ha_will_delay=r.int_(w, "worker.ha_will_delay", WorkerConfig, 0, 0xFFFFFFFF),  # MQTT 5: four bytes
+        ha_endpoints_file=r.str_(w, "worker.ha_endpoints_file", WorkerConfig, optional=False),
+        ha_synced_file=r.str_(w, "worker.ha_synced_file", WorkerConfig, optional=False),
     )
 
 

@@ -24,11 +24,14 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from wgmesh.config import MqttConfig
 
 RECONNECT_MIN_DELAY_S = 1
 RECONNECT_MAX_DELAY_S = 30
+# MQTT 5 DISCONNECT reason 0x04: a clean disconnect after which the broker still sends the will.
+DISCONNECT_WITH_WILL = ReasonCode(PacketTypes.DISCONNECT, identifier=0x04)
 
 # paho's CONNACK reason codes a restart cannot fix: report them clearly.
 AUTH_FAILURES = {
@@ -54,12 +57,15 @@ def make_client(
     client_id: str | None = None,
     clean_start: bool = True,
     will: tuple[str, str, int, bool] | None = None,
+    will_delay: int | None = None,
 ) -> Client:
     """A configured, unconnected paho Client (VERSION2 callbacks).
 
     client_id: explicit id, else cfg.client_id, else a random one (only
     sensible with clean_start=True: a persistent session needs a stable id).
     will: (topic, payload, qos, retain) published by mosquitto if we vanish.
+    will_delay: seconds mosquitto waits before it publishes the will (MQTT 5 Will Delay
+    Interval); a reconnect to the same session within them cancels it. None: at once.
     """
     cid = client_id or cfg.client_id
     if not cid:
@@ -81,7 +87,11 @@ def make_client(
         )
     if will is not None:
         topic, payload, qos, retain = will
-        client.will_set(topic, payload, qos=qos, retain=retain)
+        will_properties = None
+        if will_delay is not None:
+            will_properties = Properties(PacketTypes.WILLMESSAGE)
+            will_properties.WillDelayInterval = will_delay
+        client.will_set(topic, payload, qos=qos, retain=retain, properties=will_properties)
     client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY_S, max_delay=RECONNECT_MAX_DELAY_S)
     # Our QoS 1 publishes must never be refused locally because of a queue cap.
     client.max_queued_messages_set(0)

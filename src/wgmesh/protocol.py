@@ -52,6 +52,10 @@ TOPIC_STATUS_SUB = "wireguard-worker/+/status"
 TOPIC_DATA = "wireguard-worker/{worker}/{domain}/data"  # JSON, see DATA_FIELDS
 TOPIC_DATA_SUB = "wireguard-worker/+/+/data"
 TOPIC_BROKER_SYNC = "wgmesh-broker/{client_id}/sync"  # broker -> itself: end of the retained state
+# HA pair members -> each other (docs/ha.md, "The sync channel"): the active member's keys and
+# learnt endpoints per domain, JSON {"time": epoch s, "keys": [...], "endpoints": {key: "ip:port"}}
+TOPIC_HA_PEERS = "wgmesh-ha/{identity}/{client_id}/{domain}/peers"
+TOPIC_HA_PEERS_SUB = "wgmesh-ha/{identity}/+/+/peers"
 
 STATUS_ONLINE = "1"
 STATUS_OFFLINE = "0"
@@ -62,6 +66,7 @@ QOS_KEY = 1  # upstream publishes keys with QoS 0; QoS 1 + persistent sessions l
 QOS_STATUS = 1
 QOS_DATA = 1
 QOS_METRICS = 1
+QOS_HA_PEERS = 1
 
 # --- Time -------------------------------------------------------------------
 METRICS_INTERVAL_S = 60
@@ -105,6 +110,10 @@ def topic_level_problem(level: str) -> str | None:
     if size > room:
         return f"is {size} bytes long; MQTT topics allow at most {room} bytes for it"
     return None
+
+
+def topic_ha_peers(identity: str, client_id: str, domain: str) -> str:
+    return TOPIC_HA_PEERS.format(identity=identity, client_id=client_id, domain=domain)
 
 
 def split_topic(topic: str) -> list[str]:

@@ -253,13 +253,14 @@ class Gateway:
         return True
 
     # --- the worker ---------------------------------------------------------------
-    def write_config(self, domain: str, prefix: str, mqtt_port: int, **worker) -> Path:
+    def write_config(self, domain: str, prefix: str, mqtt_port: int, mqtt_extra: dict | None = None, **worker) -> Path:
+        """mqtt_extra: added to the mqtt section (user name, password, client id)."""
         self.config_path = self.workdir / f"worker-{self.id}.yaml"
         cfg = {
             "domains": [domain],
             "domain_prefixes": [prefix],
             "externalName": f"gw-{self.id}.example.net",
-            "mqtt": {"broker_url": "127.0.0.1", "broker_port": mqtt_port, "keepalive": 5},
+            "mqtt": {"broker_url": "127.0.0.1", "broker_port": mqtt_port, "keepalive": 5, **(mqtt_extra or {})},
             "worker": {
                 "name": f"h6w-{self.id}",
                 "journal": str(self.workdir / f"journal-{self.id}.json"),

@@ -1,8 +1,8 @@
 """The endpoints a standby learnt from its active partner, kept in one JSON file.
 
-Written by the sync channel while this member is standby, read only by `promote`: a standby
-that applied them would send to the nodes with the pair's shared key and pull them away from a
-healthy active member (docs/ha.md). Format:
+Written by the worker (the sync channel, wgmesh.worker.hasync) while this member is standby,
+read only by `promote`: a standby that applied them would send to the nodes with the pair's
+shared key and pull them away from a healthy active member (docs/ha.md). Format:
 
     {"domains": {"ffmuc_welt": {"<public key>": "198.51.100.7:51820", ...}, ...}}
 
@@ -16,10 +16,11 @@ import json
 from collections.abc import Collection, Mapping
 
 from wgmesh import protocol
+from wgmesh.config import WorkerConfig
 from wgmesh.fsutil import write_atomic
 from wgmesh.worker.backend import split_endpoint
 
-DEFAULT_PATH = "/var/lib/wgmesh/partner-endpoints.json"
+DEFAULT_PATH = WorkerConfig.ha_endpoints_file  # the worker writes it, wgmesh-ha promote reads it
 
 Learnt = dict[str, dict[str, str]]  # domain -> public key -> endpoint
 

@@ -8,6 +8,8 @@ Layers, each readable alone (docs/worker.md, "Code layout"):
   reconciler.py make the kernel match the journal, per domain
   drift.py      --drift: what a reconcile would change now, read-only (its own process)
   report.py     what the broker reads: data and connected-peer counts
+  harole.py     an HA member's role (active/standby), from the file wgmesh-ha writes
+  hasync.py     an HA pair's sync channel: send (active) or follow (standby) keys and endpoints
   reconcile.py  pure decisions: what to add, what is stale
   journal.py    the desired peers per domain, kept in a small local file
   domains.py    the domains served and their interface names

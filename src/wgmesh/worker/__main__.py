@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(cfg)
 
     def on_signal(signum, frame):
-        log.info("signal %d: publishing offline status and stopping", signum)
+        log.info("signal %d: stopping", signum)
         worker.stop()
 
     def on_reload(signum, frame):

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 
 from wgmesh import protocol, sdnotify
 from wgmesh.config import Config
+from wgmesh.ha.sync import PartnerPeers
 from wgmesh.worker.changes import KernelChanges
 from wgmesh.worker.committer import Committer
 from wgmesh.worker.domains import DomainLinks, domain_links
 from wgmesh.worker.errors import KernelError
+from wgmesh.worker.harole import HaRole
+from wgmesh.worker.hasync import HA_SYNC_INTERVAL_S, HaSync
 from wgmesh.worker.journal import Journal, JournalError
 from wgmesh.worker.links import Links
 from wgmesh.worker.linkwatch import LinkChanged, LinkWatcher
@@ -43,6 +46,13 @@ COMMIT_MAX_DELAY_S = 0.5
 # networkd makes a link in steps (create, MTU, up, stacked links): one reconcile of the domain
 # this long after the first event of a recreated link covers them.
 LINK_SETTLE_S = 0.2
+
+
+@dataclass(frozen=True)
+class RoleChanged:
+    """This HA member became active (the pair's data, metrics and sync come from it now) or standby."""
+
+    active: bool
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,8 @@ class Worker:
         # deadlock when a signal arrives while the apply thread holds the queue's lock).
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
-        self.session = Session(cfg, self.domains, self.metrics, self.events, self.stopping)
+        self.ha_role = HaRole(cfg.worker.ha_state_file, self._on_role) if cfg.worker.ha_state_file else None
+        self.session = Session(cfg, self.domains, self.metrics, self.events, self.stopping, self.ha_role)
         self.committer = Committer(self.journal.path, self.metrics, self.session.ack)
         self.changes = KernelChanges(
             selector or BackendSelector(cfg.worker.backend), links or Links(), self.journal, self.metrics
@@ -78,6 +89,19 @@ class Worker:
         self.reporter = Reporter(
             self.name, cfg.external_name or self.name, self.changes, self.metrics, self.session.publish, clock
         )
+        self.ha_sync = None
+        if self.ha_role is not None:
+            self.ha_sync = HaSync(
+                self.name,
+                self.session.client_id,
+                self.domains,
+                self.changes,
+                self.reconciler.static,
+                cfg.worker.ha_endpoints_file,
+                cfg.worker.ha_synced_file,
+                self.session.publish,
+                clock,
+            )
         self._unacked: list[KeyEvent] = []  # applied, waiting for the journal write
         self._unacked_since = 0.0
         self.link_watcher = LinkWatcher(self.domains.values(), self.events)
@@ -96,11 +120,13 @@ class Worker:
         self.committer.start()  # first: the first reconcile's journal write goes through it (retries)
         self.link_watcher.start()  # before the first reconcile: a link made in between is seen
         self.reconcile_all()  # serve known nodes at once, before MQTT is even up
+        if self.ha_role is not None:
+            self.ha_role.start()
         self.session.start()
         # Type=notify: `systemctl restart` returns, and a reload may come, only now that the
         # signal handlers are set (main() sets them before run()) and known nodes are served.
         sdnotify.notify("READY=1")
-        next_metrics = next_reconcile = time.monotonic()
+        next_metrics = next_reconcile = next_sync = time.monotonic()
         next_reconcile += self.cfg.worker.reconcile_interval
         try:
             while not self.stopping.is_set():
@@ -111,8 +137,15 @@ class Worker:
                 if now >= next_reconcile:
                     self.reconcile_all()
                     next_reconcile = now + self.cfg.worker.reconcile_interval
+                if self.ha_sync is not None and now >= next_sync:
+                    if self.ha_role.active:
+                        self.ha_sync.send_changes()
+                    next_sync = now + HA_SYNC_INTERVAL_S
                 self.reconcile_relinked(now)
-                timeout = max(0.0, min(next_metrics, next_reconcile, *self._relink_due.values()) - time.monotonic())
+                due = [next_metrics, next_reconcile, *self._relink_due.values()]
+                if self.ha_sync is not None:
+                    due.append(next_sync)
+                timeout = max(0.0, min(due) - time.monotonic())
                 if self._unacked:  # keys wait for their journal write: linger briefly for more
                     timeout = max(0.0, self._unacked_since + COMMIT_LINGER_S - time.monotonic())
                 try:
@@ -129,6 +162,13 @@ class Worker:
     def stop(self) -> None:
         self.stopping.set()
         self.events.put(None)
+
+    def _on_role(self, active: bool) -> None:
+        """From the HA role's watch thread: on promotion say online at once (paho's publish is
+        thread-safe); data and metrics need the kernel, so the apply thread sends them."""
+        if active:
+            self.session.say_online()
+        self.events.put(RoleChanged(active))
 
     def reload(self) -> None:
         """From the SIGHUP handler: the apply thread reconciles every domain at once."""
@@ -152,6 +192,18 @@ class Worker:
             for dom in self.domains.values():
                 self.changes.selector.forget(dom.wg)  # chosen anew, as for a recreated link
             self.reconcile_all()
+        roles = [e for e in events if isinstance(e, RoleChanged)]
+        if roles:
+            self.ha_sync.forget_sent()
+            if roles[-1].active:
+                self.publish_data()
+                self.publish_metrics()
+                self.ha_sync.send_changes()
+        partner = [e for e in events if isinstance(e, PartnerPeers)]
+        if partner and not self.ha_role.active:  # an active member follows nobody
+            for msg in partner:
+                self.ha_sync.follow(msg)
+            self.save_journal()
         for event in events:
             if isinstance(event, LinkChanged):
                 self._relink_due.setdefault(event.domain, time.monotonic() + LINK_SETTLE_S)
@@ -163,6 +215,8 @@ class Worker:
     def _shutdown(self) -> None:
         self.commit()
         self.committer.stop()
+        if self.ha_role is not None:
+            self.ha_role.stop()
         self.session.close()
         self.link_watcher.close()
         self.changes.links.close()
@@ -218,6 +272,10 @@ class Worker:
 
     def reconcile_all(self, domains: list[DomainLinks] | None = None) -> None:
         self.reconciler.reconcile_all(self.domains.values() if domains is None else domains)
+        self.save_journal()
+
+    def save_journal(self) -> None:
+        """Write the journal if it changed outside the key path (reconcile, the HA sync)."""
         if self.committer.alive:
             if self.journal.dirty:  # through the committer, so writes stay in order
                 self.committer.submit(self.journal.snapshot(), [])

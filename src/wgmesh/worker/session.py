@@ -3,6 +3,11 @@
 They only validate and queue (KeyEvent, Connected) for the apply thread, and subscribe on
 every connect: a resumed session keeps its subscriptions, a lost one does not. Keys are
 acknowledged by hand (manual PUBACK) once the committer has written them (committer.py).
+
+A member of an HA pair (`ha` given) shares its worker name with its partner: it speaks for
+the pair (status, data, metrics) only while active; its last will "0" waits
+`worker.ha_will_delay` seconds (MQTT 5 Will Delay Interval), and the active member answers
+any "0" on the pair's status topic with "1" (docs/ha.md, "One gateway to the broker").
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dataclasses import dataclass
 
 from wgmesh import mqtt, protocol
 from wgmesh.config import Config
+from wgmesh.ha import sync
+from wgmesh.worker.harole import HaRole
 from wgmesh.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,7 @@ class Session:
         metrics: WorkerMetrics,
         events: queue.SimpleQueue,
         stopping: threading.Event,
+        ha: HaRole | None = None,
     ):
         self.cfg = cfg
         self.name = cfg.worker.name
@@ -58,8 +66,17 @@ class Session:
         self.metrics = metrics
         self.events = events
         self.stopping = stopping
+        self.ha = ha
+        self.client_id = cfg.mqtt.client_id or self.name
+        self.status_topic = protocol.topic_status(self.name)
+        self.sync_prefix = protocol.TOPIC_HA_PEERS_SUB.format(identity=self.name).split("+", maxsplit=1)[0]
         self.generation = 0
         self.client = None
+
+    @property
+    def speaks_for_gateway(self) -> bool:
+        """Whether status, data and metrics go out: always outside a pair, else while active."""
+        return self.ha is None or self.ha.active
 
     def start(self) -> None:
         self.client = self._make_client()
@@ -67,9 +84,15 @@ class Session:
         self.client.loop_start()
 
     def _make_client(self):
-        will = (protocol.topic_status(self.name), protocol.STATUS_OFFLINE, protocol.QOS_STATUS, True)
+        will = (self.status_topic, protocol.STATUS_OFFLINE, protocol.QOS_STATUS, True)
         client = mqtt.make_client(
-            self.cfg.mqtt, client_id=self.cfg.mqtt.client_id or self.name, clean_start=False, will=will
+            self.cfg.mqtt,
+            client_id=self.client_id,
+            clean_start=False,
+            will=will,
+            # a pair: the will waits, so a member back within the delay (a restart) cancels it,
+            # and a standby's will is answered by the active member before nodes notice
+            will_delay=self.cfg.worker.ha_will_delay if self.ha is not None else None,
         )
         client.manual_ack_set(True)
         client.on_socket_open = _no_delay
@@ -84,8 +107,13 @@ class Session:
             log.error("%s", mqtt.describe_connack(reason_code))
             return
         self.generation += 1
-        client.subscribe([(protocol.topic_key(d), protocol.QOS_KEY) for d in self.domains])
-        client.publish(protocol.topic_status(self.name), protocol.STATUS_ONLINE, qos=protocol.QOS_STATUS, retain=True)
+        topics = [(protocol.topic_key(d), protocol.QOS_KEY) for d in self.domains]
+        if self.ha is not None:  # to answer a partner's (or a crashed host's late) will, and to sync
+            topics.append((self.status_topic, protocol.QOS_STATUS))
+            topics.append((protocol.TOPIC_HA_PEERS_SUB.format(identity=self.name), protocol.QOS_HA_PEERS))
+        client.subscribe(topics)
+        if self.speaks_for_gateway:
+            self.say_online()
         self.metrics.mqtt_connected.set(1)
         log.info(
             "MQTT connected to %s:%d as %s (session %s)",
@@ -102,6 +130,20 @@ class Session:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
 
     def on_message(self, client, userdata, message):
+        if message.topic == self.status_topic:
+            client.ack(message.mid, message.qos)
+            if (
+                self.ha is not None
+                and self.ha.active
+                and message.payload.decode(errors="replace") != protocol.STATUS_ONLINE
+            ):
+                log.info("HA: the pair's status says %r while this member is active; saying online", message.payload)
+                self.say_online()
+            return
+        if self.ha is not None and message.topic.startswith(self.sync_prefix):
+            client.ack(message.mid, message.qos)  # applied or not, it is never needed again
+            self._on_sync(message)
+            return
         parts = protocol.split_topic(message.topic)
         domain = parts[1] if len(parts) == 3 else None
         key = message.payload.decode("utf-8", errors="replace")
@@ -115,7 +157,20 @@ class Session:
         else:
             self.events.put(KeyEvent(domain, key, message.mid, self.generation, time.monotonic()))
 
+    def _on_sync(self, message) -> None:
+        try:
+            msg = sync.decode(message.topic, message.payload, self.name, self.domains)
+        except sync.SyncError as exc:
+            log.warning("HA sync: %s: %s; ignored", message.topic, exc)
+            return
+        if msg.client_id != self.client_id:  # our own retained message comes back too
+            self.events.put(msg)
+
     # --- any thread -----------------------------------------------------------------
+    def say_online(self) -> None:
+        if self.client is not None:
+            self.client.publish(self.status_topic, protocol.STATUS_ONLINE, qos=protocol.QOS_STATUS, retain=True)
+
     def ack(self, events: Iterable[KeyEvent]) -> None:
         """PUBACK for keys that arrived on the current connection (older ids mean nothing now:
         mosquitto sends those keys again after a reconnect)."""
@@ -124,12 +179,20 @@ class Session:
                 self.client.ack(event.mid, protocol.QOS_KEY)
 
     def publish(self, topic: str, payload: str, qos: int, retain: bool = True) -> None:
-        if self.client is not None:
+        """What the broker reads of this gateway (data, metrics): dropped while a standby."""
+        if self.client is not None and self.speaks_for_gateway:
             self.client.publish(topic, payload, qos=qos, retain=retain)
 
     def close(self) -> None:
-        """Say offline (retained), then disconnect."""
+        """Say offline (retained), then disconnect. A pair member says nothing: a standby's
+        DISCONNECT discards its will; an active member's asks for it, so the pair goes offline
+        after the will delay unless a member is active again by then (a restart, a promotion)."""
         if self.client is None:
+            return
+        if self.ha is not None:
+            reason = mqtt.DISCONNECT_WITH_WILL if self.ha.active else None
+            self.client.disconnect(reasoncode=reason)
+            self.client.loop_stop()
             return
         info = self.client.publish(
             protocol.topic_status(self.name), protocol.STATUS_OFFLINE, qos=protocol.QOS_STATUS, retain=True

@@ -6,29 +6,18 @@ comparing every grant with protocol.py's constants keeps the two from drifting.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
+from paho.mqtt.client import topic_matches_sub
 
-from tests.support.templates import role_environment
+from tests.support.mqtt_acl import ROLE, render_acl
 from wgmesh import protocol
 
-ROLE = Path(__file__).resolve().parents[3] / "roles" / "mqtt"
 DOMAINS = ["ffmuc_welt", "ffmuc_uml"]
 
 
-def render_acl(**variables) -> str:
-    env = role_environment(ROLE)
-    internals = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    context = {"ansible_managed": "managed", "_mqtt_admin_user": internals["_mqtt_admin_user"], **variables}
-    # _mqtt_domain_names is itself a template in vars/main.yml: render it too.
-    context["_mqtt_domain_names"] = yaml.safe_load(env.from_string(internals["_mqtt_domain_names"]).render(context))
-    return env.get_template("wgmesh.acl.j2").render(context)
-
-
 def grants(acl: str) -> dict[str, set[tuple[str, str]]]:
-    """{user: {(access, topic)}} from an ACL file; lines outside a user block go under None."""
+    """{user: {(access, topic)}} from an ACL file; lines outside a user block go under None,
+    `pattern` lines (for every user, wherever they stand) under "pattern"."""
     result: dict[str, set[tuple[str, str]]] = {}
     user = None
     for line in acl.splitlines():
@@ -38,6 +27,8 @@ def grants(acl: str) -> dict[str, set[tuple[str, str]]]:
         if words[0] == "user":
             user = words[1]
             result.setdefault(user, set())
+        elif words[0] == "pattern":
+            result.setdefault("pattern", set()).add((words[1], words[2]))
         else:
             assert words[0] == "topic", f"only per-user topic grants are expected, got {line!r}"
             result.setdefault(user, set()).add((words[1], words[2]))
@@ -69,17 +60,31 @@ def test_broker_grants_are_the_protocol_topics(acl):
 
 def test_gateway_grants_are_its_own_protocol_topics(acl):
     for name in ("gw1", "gw2"):
-        expected = {("read", protocol.topic_key(d)) for d in DOMAINS} | {("write", protocol.topic_status(name))}
+        expected = {("read", protocol.topic_key(d)) for d in DOMAINS} | {("readwrite", protocol.topic_status(name))}
         expected |= {("write", protocol.topic_data(name, d)) for d in DOMAINS}
         expected |= {("write", protocol.topic_metrics(d, name)) for d in DOMAINS}
         assert acl[name] == expected
 
 
-def test_nothing_is_granted_outside_a_user_block(acl):
+def test_nothing_is_granted_outside_a_user_block_but_the_ha_sync_patterns(acl):
     assert None not in acl
-    assert set(acl) == {"broker1", "broker2", "gw1", "gw2", "wgmesh-mqtt-admin"}
+    assert set(acl) == {"broker1", "broker2", "gw1", "gw2", "wgmesh-mqtt-admin", "pattern"}
+
+
+def test_an_ha_member_writes_only_under_its_own_identity_and_client_id_and_reads_its_pair(acl):
+    # mosquitto fills in %u (user = the pair's identity) and %c (the member's client id)
+    assert acl["pattern"] == {("write", "wgmesh-ha/%u/%c/#"), ("read", "wgmesh-ha/%u/#")}
+    assert topic_matches_sub("wgmesh-ha/%u/%c/#", protocol.topic_ha_peers("%u", "%c", DOMAINS[0]))
+    assert topic_matches_sub("wgmesh-ha/%u/#", protocol.TOPIC_HA_PEERS_SUB.format(identity="%u").replace("+", "x"))
 
 
 def test_gateway_may_not_publish_keys(acl):
     for name in ("gw1", "gw2"):
         assert not [t for access, t in acl[name] if access != "read" and t.startswith("wireguard/")]
+
+
+def test_the_admin_user_may_clear_a_removed_pairs_sync_topics(acl):
+    # decommissioning clears them: they hold the nodes' endpoints and would stay retained for ever
+    assert ("readwrite", "wgmesh-ha/#") in acl["wgmesh-mqtt-admin"]
+    run = (ROLE / "tasks" / "run.yml").read_text()
+    assert "wgmesh-ha/{{ item.name }}/#" in run

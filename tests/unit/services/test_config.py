@@ -208,3 +208,10 @@ def test_worker_ha_state_file():
     assert cfg.worker.ha_state_file == "/run/wgmesh/ha-state"
     with pytest.raises(ConfigError, match=r"worker\.ha_state_file: must be a non-empty string"):
         make_config(worker={"ha_state_file": ""})
+
+
+def test_worker_ha_will_delay():
+    assert make_config().worker.ha_will_delay == 5
+    assert make_config(worker={"ha_will_delay": 0}).worker.ha_will_delay == 0  # the will at once
+    with pytest.raises(ConfigError, match=r"worker\.ha_will_delay: must be an integer 0-4294967295"):
+        make_config(worker={"ha_will_delay": -1})
