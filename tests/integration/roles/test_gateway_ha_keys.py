@@ -205,3 +205,13 @@ def test_members_stating_different_vault_keys_fail_in_preflight(tmp_path):
     assert said("gateway_private_keys (wgmesh_gateway_private_keys) gives both the same key", output)
     assert VAULT_PUBLIC in output and VAULT_KEY not in output
     assert not (tmp_path / "keys" / "gw1a" / "wg-welt.key").exists(), "a key was written before preflight failed"
+
+
+def test_members_serving_other_ports_fail_in_preflight(tmp_path):
+    gateways = Gateways(tmp_path)
+    other_port = [dict(DOMAINS[0], port=40099), DOMAINS[1]]
+    rc, output, _keys = gateways.run(host_vars={"gw1b": {"wgmesh_domains": other_port}})
+    assert rc != 0
+    assert said("an HA member serves the same domains on the same ports as its partner", output)
+    assert said("ffmuc_welt:40099", output)
+    assert not (tmp_path / "keys" / "gw1a").exists(), "a key was written before preflight failed"
