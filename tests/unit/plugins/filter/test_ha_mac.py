@@ -23,7 +23,7 @@ def test_vectors(identity, domain, kind, mac):
 @pytest.mark.parametrize("domain", ["ffmuc_welt", "ffmuc_uml", "d"])
 @pytest.mark.parametrize("kind", ["bat", "br", "vx"])
 def test_always_a_locally_administered_unicast_address(identity, domain, kind):
-    first = int(wg_ha_mac(identity, domain, kind).split(":")[0], 16)
+    first = int(wg_ha_mac(identity, domain, kind)[:2], 16)
     assert first & 0x01 == 0, "multicast bit set"
     assert first & 0x02 == 0x02, "not locally administered"
 
