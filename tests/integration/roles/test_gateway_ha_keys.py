@@ -74,7 +74,7 @@ class Gateways:
     def key_file(self, host: str, wg: str = "wg-welt") -> Path:
         return self.tmp / "keys" / host / f"{wg}.key"
 
-    def run(self, *extra: str, host_vars: dict | None = None):
+    def play(self, *extra: str, host_vars: dict | None = None):
         """ansible-playbook --diff -vvv; returns (rc, output, host -> interface -> public key or None)."""
         self.runs += 1
         local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
@@ -129,12 +129,12 @@ def secrets_in(output: str, *files: Path) -> list[str]:
 
 def test_a_pair_gets_one_key_made_on_its_first_member_and_no_log_shows_it(tmp_path):
     gateways = Gateways(tmp_path)
-    rc, output, _keys = gateways.run("--check")
+    rc, output, _keys = gateways.play("--check")
     assert rc == 0, output[-4000:]
     assert not (tmp_path / "keys" / "gw1a" / "wg-welt.key").exists(), "check mode wrote a key"
     assert said("gw1b wg-welt: pair gw1 key copied from gw1a, public key made on gw1a in this run", output)
 
-    rc, output, keys = gateways.run()
+    rc, output, keys = gateways.play()
     assert rc == 0, output[-4000:]
     files = [gateways.key_file(h, wg) for h in ("gw1a", "gw1b", "gw2") for wg in ("wg-welt", "wg-uml")]
     for path in files:
@@ -148,7 +148,7 @@ def test_a_pair_gets_one_key_made_on_its_first_member_and_no_log_shows_it(tmp_pa
     assert secrets_in(output, *files) == []
     assert said(f"gw1b wg-welt: pair gw1 key copied from gw1a, public key {keys['gw1a']['wg-welt']} (changed)", output)
 
-    rc, output, again = gateways.run()
+    rc, output, again = gateways.play()
     assert rc == 0, output[-4000:]
     assert again == keys
     for host in ("gw1a", "gw1b", "gw2"):
@@ -158,11 +158,11 @@ def test_a_pair_gets_one_key_made_on_its_first_member_and_no_log_shows_it(tmp_pa
 
 def test_a_rebuilt_member_gets_the_key_its_partner_holds(tmp_path):
     gateways = Gateways(tmp_path)
-    assert gateways.run()[0] == 0
+    assert gateways.play()[0] == 0
     known = gateways.key_file("gw1b").read_text()
     for wg in ("wg-welt", "wg-uml"):
         gateways.key_file("gw1a", wg).unlink()  # gw1a rebuilt from scratch: the nodes know gw1b's key
-    rc, output, keys = gateways.run()
+    rc, output, keys = gateways.play()
     assert rc == 0, output[-4000:]
     assert gateways.key_file("gw1a").read_text() == known
     assert keys["gw1a"]["wg-welt"] == keys["gw1b"]["wg-welt"] == wg_pubkey(known)
@@ -171,10 +171,10 @@ def test_a_rebuilt_member_gets_the_key_its_partner_holds(tmp_path):
 
 def test_members_with_different_keys_stop_the_run_naming_public_keys_only(tmp_path):
     gateways = Gateways(tmp_path)
-    assert gateways.run()[0] == 0
+    assert gateways.play()[0] == 0
     other = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout
     gateways.key_file("gw1b").write_text(other)
-    rc, output, _keys = gateways.run()
+    rc, output, _keys = gateways.play()
     assert rc != 0
     assert gateways.key_file("gw1b").read_text() == other, "the differing key was replaced"
     assert wg_pubkey(other) in output and wg_pubkey(gateways.key_file("gw1a").read_text()) in output
@@ -186,7 +186,7 @@ def test_members_with_different_keys_stop_the_run_naming_public_keys_only(tmp_pa
 def test_the_key_from_vault_goes_to_both_members_and_not_into_the_output(tmp_path):
     gateways = Gateways(tmp_path)
     vault = {"wgmesh_gateway_private_keys": {"ffmuc_welt": VAULT_KEY}}
-    rc, output, keys = gateways.run(host_vars={"gw1a": vault, "gw1b": vault})
+    rc, output, keys = gateways.play(host_vars={"gw1a": vault, "gw1b": vault})
     assert rc == 0, output[-4000:]
     assert gateways.key_file("gw1a").read_text() == gateways.key_file("gw1b").read_text() == VAULT_KEY + "\n"
     assert keys["gw1a"]["wg-welt"] == keys["gw1b"]["wg-welt"] == VAULT_PUBLIC
@@ -198,7 +198,7 @@ def test_the_key_from_vault_goes_to_both_members_and_not_into_the_output(tmp_pat
 
 def test_members_stating_different_vault_keys_fail_in_preflight(tmp_path):
     gateways = Gateways(tmp_path)
-    rc, output, _keys = gateways.run(
+    rc, output, _keys = gateways.play(
         host_vars={"gw1a": {"wgmesh_gateway_private_keys": {"ffmuc_welt": VAULT_KEY}}, "gw1b": {}}
     )
     assert rc != 0
@@ -210,7 +210,7 @@ def test_members_stating_different_vault_keys_fail_in_preflight(tmp_path):
 def test_members_serving_other_ports_fail_in_preflight(tmp_path):
     gateways = Gateways(tmp_path)
     other_port = [dict(DOMAINS[0], port=40099), DOMAINS[1]]
-    rc, output, _keys = gateways.run(host_vars={"gw1b": {"wgmesh_domains": other_port}})
+    rc, output, _keys = gateways.play(host_vars={"gw1b": {"wgmesh_domains": other_port}})
     assert rc != 0
     assert said("an HA member serves the same domains on the same ports as its partner", output)
     assert said("ffmuc_welt:40099", output)
