@@ -1,6 +1,6 @@
 # Copyright: freifunk.wgmesh contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filter wg_ha_pair; documented in the adjacent wg_ha_pair.yml."""
+"""Filters wg_ha_pair and wg_ha_mac; documented in the adjacent wg_ha_pair.yml and wg_ha_mac.yml."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,6 +12,7 @@ from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.freifunk.wgmesh.plugins.filter.mesh import IDENTITY_VAR
+from ansible_collections.freifunk.wgmesh.plugins.module_utils._derive import ha_mac
 
 # The inventory variables an HA member states about itself (docs/inventory.md).
 VIPS_VAR = "wgmesh_ha_vips"
@@ -105,6 +106,14 @@ def wg_ha_pair(host, hosts, hostvars):
     return {"name": name, "members": sorted(members), "partner": partner, **mine}
 
 
+def wg_ha_mac(identity, domain, kind):
+    """The MAC both members of HA pair `identity` give their `kind` (vx, bat, br) interface of `domain`."""
+    try:
+        return ha_mac(identity, domain, kind)
+    except ValueError as e:
+        raise AnsibleFilterError("wg_ha_mac: %s" % e) from None
+
+
 class FilterModule(object):
     def filters(self):
-        return {"wg_ha_pair": wg_ha_pair}
+        return {"wg_ha_pair": wg_ha_pair, "wg_ha_mac": wg_ha_mac}

@@ -86,3 +86,24 @@ def vni_from_seed(seed, rule="ffmuc"):
     if problem:
         raise ValueError("domain seed %r %s" % (seed, problem))
     return int(_md5hex(VNI_SEED_KEYS[rule] + seed.lower() + "1")[:6], 16)
+
+
+# The interfaces whose MAC an HA pair shares (docs/gateway.md, "HA pairs").
+HA_MAC_KINDS = ("bat", "br", "vx")
+
+
+def ha_mac(identity, domain, kind):
+    """The MAC both members of pair ``identity`` give interface ``kind`` of ``domain``.
+
+    md5 of "<identity>\\n<domain>\\n<kind>\\n", its first six bytes, with the first
+    byte's multicast bit cleared and its locally administered bit set: stable
+    across rebuilds and the same on both members, without any state to share.
+    """
+    for what, value in (("pair identity", identity), ("domain", domain)):
+        if not isinstance(value, str) or not value:
+            raise ValueError("%s must be a non-empty string, got %r" % (what, value))
+    if kind not in HA_MAC_KINDS:
+        raise ValueError("interface kind %r has no pair MAC: expected one of %s" % (kind, ", ".join(HA_MAC_KINDS)))
+    digest = bytearray(bytes.fromhex(_md5hex("%s\n%s\n%s\n" % (identity, domain, kind)))[:6])
+    digest[0] = (digest[0] & 0xFC) | 0x02
+    return ":".join("%02x" % b for b in digest)

@@ -18,7 +18,10 @@ description:
     others, not even for an instant), then renamed into place.
   - An existing valid key is kept; its mode is set to V(0600) if it differs and O(owner)/O(group) are applied.
   - An existing file that does not hold a valid key makes the module fail without touching it, unless O(force)
-    is set. A valid key is never replaced; to rotate a key, remove the file first.
+    is set. A valid key is never replaced unless O(private_key) and O(replace) are given; to rotate a key, remove
+    the file first.
+  - With O(private_key) the module writes that key instead of making one. This is for the one exception to
+    "a private key never leaves its host", the two members of an HA pair, which answer with one key (docs/ha.md).
   - The key is made with the C(cryptography) Python library when the target has it, else with C(wg genkey).
     The private key is never returned, logged or shown in a diff.
 author:
@@ -30,7 +33,7 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
-      - In check mode a missing key is not made, so RV(public_key) is V(null).
+      - In check mode a missing key is not made, so RV(public_key) is V(null), unless O(private_key) is given.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
@@ -53,7 +56,20 @@ options:
   force:
     description:
       - Replace an existing file that does not hold a valid WireGuard private key with a new key.
-      - A valid key is never replaced, whatever this says.
+      - A valid key is never replaced by this; see O(replace).
+    type: bool
+    default: false
+  private_key:
+    description:
+      - The private key to write (base64, as C(wg genkey) writes it; surrounding whitespace such as a trailing
+        newline is dropped). Without it the module makes a new key when there is none.
+      - A file that already holds this key is left as it is (only its mode and owner are fixed).
+      - A file that holds another valid key makes the module fail, naming both public keys, unless O(replace) is set.
+      - Never logged, returned or shown in a diff; the diff shows the public keys before and after.
+    type: str
+  replace:
+    description:
+      - With O(private_key), replace an existing valid key that differs from it.
     type: bool
     default: false
 notes:
@@ -70,6 +86,12 @@ EXAMPLES = r"""
     group: systemd-network
   register: wg_welt_key
 
+- name: The same key on the other member of an HA pair (read there with slurp; keep it out of every log)
+  freifunk.wgmesh.wg_keypair:
+    path: /etc/wireguard/wg-welt.key
+    private_key: "{{ partner_key.content | b64decode }}"
+  no_log: true
+
 - name: Show the public key to hand to the broker
   ansible.builtin.debug:
     msg: "{{ wg_welt_key.public_key }}"
@@ -82,7 +104,9 @@ path:
   type: str
   sample: /etc/wireguard/wg-welt.key
 public_key:
-  description: The public key of the private key in the file. V(null) in check mode when the key would be made.
+  description: >-
+    The public key of the private key in the file. V(null) in check mode when the key would be made (not when
+    O(private_key) is given).
   returned: always
   type: str
   sample: XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8=
@@ -181,7 +205,37 @@ class Keypair:
         finally:
             os.close(directory_fd)
 
+    def _given_key(self):
+        """The key of option private_key, checked (never quoted), or None when none is given."""
+        given = self.module.params["private_key"]
+        if given is None:
+            if self.module.params["replace"]:
+                self.module.fail_json(msg="replace=true needs private_key (the key to replace %s with)" % self.path)
+            return None
+        given = given.strip()
+        if not KEY_RE.match(given):
+            self.module.fail_json(
+                msg="option private_key for %s is not a WireGuard private key (44 characters of base64 ending in '=', "
+                "as 'wg genkey' writes it); nothing was written" % self.path,
+                path=self.path,
+            )
+        self.module.no_log_values.add(given)
+        return given
+
+    def _check_replace(self, private_key, given):
+        """Fail unless the existing key may give way to the given one; return their public keys."""
+        before = self.keys.public_key(private_key)
+        after = self.keys.public_key(given)
+        if not self.module.params["replace"]:
+            self.module.fail_json(
+                msg="%s holds another WireGuard key (public key %s) than the one given (public key %s); it was left "
+                "untouched. Set replace=true to replace it." % (self.path, before, after),
+                path=self.path,
+            )
+        return before, after
+
     def run(self):
+        given = self._given_key()
         private_key, info = self._read_existing()
         if private_key:
             # Belt and braces: AnsibleModule masks these values in anything it returns.
@@ -189,10 +243,22 @@ class Keypair:
         result = {"changed": False, "path": self.path, "public_key": None}
         diff = {"before_header": self.path, "after_header": self.path}
 
-        if private_key is None:
+        if given is not None and private_key is not None and private_key != given:
+            before, after = self._check_replace(private_key, given)
+            result.update(changed=True, public_key=after)
+            diff["before"] = "present, mode %04o, public key %s\n" % (stat.S_IMODE(info.st_mode), before)
+            diff["after"] = "present, mode 0600, public key %s\n" % after
+            if not self.module.check_mode:
+                self._write_new(given)
+        elif private_key is None:
             result["changed"] = True
             diff["before"] = "absent\n" if info is None else "present, not a WireGuard private key\n"
-            if self.module.check_mode:
+            if given is not None:
+                result["public_key"] = self.keys.public_key(given)
+                diff["after"] = "present, mode 0600, public key %s\n" % result["public_key"]
+                if not self.module.check_mode:
+                    self._write_new(given)
+            elif self.module.check_mode:
                 diff["after"] = "present, mode 0600, new key (public key known after the run)\n"
             else:
                 private_key = self.keys.generate()
@@ -230,6 +296,8 @@ def main():
             "owner": {"type": "str"},
             "group": {"type": "str"},
             "force": {"type": "bool", "default": False},
+            "private_key": {"type": "str", "no_log": True},
+            "replace": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )

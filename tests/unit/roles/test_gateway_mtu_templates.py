@@ -26,6 +26,7 @@ DOMAIN = {
     "vxlan_port": 8472,
     "ifs": {"wg": "wg-welt", "vx": "vx-welt", "bat": "bat-welt", "br": "br-welt"},
     "peers": [{"host": "gw2", "lladdr": "fe80::2"}],
+    "macs": {},
 }
 MTUS_1500 = {"wireguard": 1420, "vxlan": 1350, "batman": 1290}
 MTUS_1480 = {"wireguard": 1400, "vxlan": 1330, "batman": 1270}

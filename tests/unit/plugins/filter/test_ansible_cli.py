@@ -24,6 +24,7 @@ FILTERS = (
     "wg_gateways",
     "wg_duplicates",
     "wg_ha_pair",
+    "wg_ha_mac",
 )
 BIN = Path(sys.executable).parent
 

@@ -135,3 +135,99 @@ def test_missing_directory_and_non_file_fail_clearly(run_module, tmp_path):
     code, result = run_module(wg_keypair.main, {"path": str(tmp_path)})
     assert code == 1
     assert "is not a regular file" in result["msg"]
+
+
+# private_key: an HA pair's members write one key (the partner's, or one from vault; docs/ha.md).
+GIVEN_KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+GIVEN_PUBLIC = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+OTHER_KEY = "kBFFKNkm9i3iYZGFgHn0EWXS5bYwFT9FXHU3WUe3qW0="
+
+
+def test_given_key_is_written_0600_and_never_returned(run_module, tmp_path):
+    path = tmp_path / "wg0.key"
+    old_umask = os.umask(0)
+    try:
+        code, result = run_module(wg_keypair.main, {"path": str(path), "private_key": GIVEN_KEY}, diff=True)
+    finally:
+        os.umask(old_umask)
+    assert (code, result["changed"], result["public_key"]) == (0, True, GIVEN_PUBLIC)
+    assert path.read_text() == GIVEN_KEY + "\n"
+    assert mode_of(path) == 0o600
+    assert GIVEN_KEY not in repr(result)
+    assert result["diff"]["before"] == "absent\n"
+    assert result["diff"]["after"] == "present, mode 0600, public key %s\n" % GIVEN_PUBLIC
+
+
+def test_given_key_again_is_no_change(run_module, tmp_path):
+    path = tmp_path / "wg0.key"
+    path.write_text(GIVEN_KEY + "\n")
+    path.chmod(0o600)
+    # A vault value written as a YAML block scalar ends in a newline; it is the same key.
+    code, result = run_module(wg_keypair.main, {"path": str(path), "private_key": GIVEN_KEY + "\n"}, diff=True)
+    assert (code, result["changed"], result["public_key"]) == (0, False, GIVEN_PUBLIC)
+    assert GIVEN_KEY not in repr(result)
+
+
+def test_given_key_in_check_mode_says_what_it_would_write(run_module, tmp_path):
+    path = tmp_path / "wg0.key"
+    code, result = run_module(wg_keypair.main, {"path": str(path), "private_key": GIVEN_KEY}, check=True, diff=True)
+    assert (code, result["changed"], result["public_key"]) == (0, True, GIVEN_PUBLIC)
+    assert GIVEN_PUBLIC in result["diff"]["after"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_different_key_is_kept_unless_replace(run_module, tmp_path):
+    path = tmp_path / "wg0.key"
+    path.write_text(OTHER_KEY + "\n")
+    path.chmod(0o600)
+    other_public = wg_keypair.public_key_of(OTHER_KEY)
+    code, result = run_module(wg_keypair.main, {"path": str(path), "private_key": GIVEN_KEY})
+    assert code == 1
+    assert other_public in result["msg"] and GIVEN_PUBLIC in result["msg"]
+    assert "replace=true" in result["msg"]
+    assert GIVEN_KEY not in repr(result) and OTHER_KEY not in repr(result)
+    assert path.read_text() == OTHER_KEY + "\n"
+
+    args = {"path": str(path), "private_key": GIVEN_KEY, "replace": True}
+    code, result = run_module(wg_keypair.main, args, check=True, diff=True)
+    assert (code, result["changed"], result["public_key"]) == (0, True, GIVEN_PUBLIC)
+    assert path.read_text() == OTHER_KEY + "\n", "check mode replaced the key"
+    assert result["diff"]["before"] == "present, mode 0600, public key %s\n" % other_public
+    assert result["diff"]["after"] == "present, mode 0600, public key %s\n" % GIVEN_PUBLIC
+    assert GIVEN_KEY not in repr(result) and OTHER_KEY not in repr(result)
+
+    code, result = run_module(wg_keypair.main, args, diff=True)
+    assert (code, result["changed"], result["public_key"]) == (0, True, GIVEN_PUBLIC)
+    assert path.read_text() == GIVEN_KEY + "\n"
+    assert mode_of(path) == 0o600
+
+    code, result = run_module(wg_keypair.main, args)
+    assert (code, result["changed"]) == (0, False)
+
+
+def test_given_key_replaces_an_invalid_file_only_with_force(run_module, tmp_path):
+    path = tmp_path / "wg0.key"
+    path.write_text("garbage\n")
+    code, result = run_module(wg_keypair.main, {"path": str(path), "private_key": GIVEN_KEY})
+    assert code == 1
+    assert path.read_text() == "garbage\n"
+    code, result = run_module(wg_keypair.main, {"path": str(path), "private_key": GIVEN_KEY, "force": True})
+    assert (code, result["changed"], result["public_key"]) == (0, True, GIVEN_PUBLIC)
+    assert path.read_text() == GIVEN_KEY + "\n"
+
+
+@pytest.mark.parametrize("bad", ["", "not a key", GIVEN_KEY[:-2] + "x=", GIVEN_KEY + GIVEN_KEY])
+def test_a_bad_given_key_fails_naming_the_option_and_not_quoting_it(run_module, tmp_path, bad):
+    path = tmp_path / "wg0.key"
+    code, result = run_module(wg_keypair.main, {"path": str(path), "private_key": bad})
+    assert code == 1
+    assert "private_key" in result["msg"] and str(path) in result["msg"]
+    if bad:
+        assert bad not in result["msg"]
+    assert not path.exists()
+
+
+def test_replace_without_a_given_key_is_refused(run_module, tmp_path):
+    code, result = run_module(wg_keypair.main, {"path": str(tmp_path / "k"), "replace": True})
+    assert code == 1
+    assert "private_key" in result["msg"]
