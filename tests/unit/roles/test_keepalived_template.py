@@ -88,8 +88,38 @@ def test_track_scripts_on_the_wireguard_links_the_worker_and_the_clock():
     # A plain restart of the worker (an upgrade, a handler) is shorter than the grace.
     assert "fall 15" in worker and "interval 1" in worker
     track = re.search(r"track_script \{([^}]*)\}", block(conf, "vrrp_instance gw1_v4")).group(1)
-    assert track.split() == ["wgmesh_wireguard", "wgmesh_worker", "wgmesh_time_sync"]
+    assert track.split() == ["wgmesh_wireguard", "wgmesh_worker", "wgmesh_ha_synced", "wgmesh_time_sync"]
     assert "wgmesh_time_sync" not in render(keepalived_require_time_sync=False)
+
+
+def test_the_synced_marker_is_a_weight_so_a_fresh_pair_still_elects_a_master():
+    conf = render()
+    synced = [line.strip() for line in block(conf, "vrrp_script wgmesh_ha_synced").splitlines()]
+    # the worker's marker (worker.ha_synced_file) and wgmesh-ha's state file, as the roles name them
+    check = f"/usr/local/lib/wgmesh-keepalived/check-ha-synced /var/lib/wgmesh/ha-synced {state.DEFAULT_PATH}"
+    assert f'script "{check}"' in synced
+    # a weight, not a fault: a member without its partner's set is only less preferred
+    assert "weight 50" in synced
+    # keepalived turns a weight in a sync group into 0 (a hard fault) unless the group allows it
+    assert "sync_group_tracking_weight" in block(conf, "vrrp_sync_group gw1").split()
+    conf = render(keepalived_ha_synced_weight=0)
+    assert "wgmesh_ha_synced" not in conf and "sync_group_tracking_weight" not in conf
+
+
+@pytest.mark.parametrize(
+    ("marker", "ha_state", "rc"),
+    [(False, "standby", 1), (False, None, 1), (True, "standby", 0), (False, "active", 0), (True, None, 0)],
+    ids=["standby-unsynced", "fresh", "standby-synced", "active", "synced-no-state"],
+)
+def test_check_ha_synced_counts_the_active_member_as_synced(tmp_path, marker, ha_state, rc):
+    # The active member follows nobody and never writes the marker: it holds the reference set.
+    if marker:
+        (tmp_path / "ha-synced").write_text("1700000000\n")
+    if ha_state:
+        (tmp_path / "ha-state").write_text(ha_state + "\n")
+    script = ROLE / "files" / "check-ha-synced"
+    result = subprocess.run([script, tmp_path / "ha-synced", tmp_path / "ha-state"], check=False)
+    assert result.returncode == rc
 
 
 def test_preempt_delay_and_unicast_peers_per_family():
