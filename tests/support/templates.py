@@ -33,3 +33,18 @@ def trusted(data):
     if isinstance(data, list):
         return [trusted(v) for v in data]
     return data
+
+
+def gateway_domain(**overrides) -> dict:
+    """One domain as the gateway role's vars hand it to its networkd templates (`item.0`)."""
+    domain = {
+        "name": "ffmuc_welt",
+        "mode": "ffmuc",
+        "vni": 4831583,
+        "lladdr": "fe80::1",
+        "vxlan_port": 8472,
+        "ifs": {"wg": "wg-welt", "vx": "vx-welt", "bat": "bat-welt", "br": "br-welt"},
+        "peers": [],
+        "macs": {},
+    }
+    return domain | overrides

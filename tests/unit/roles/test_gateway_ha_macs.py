@@ -12,29 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.templates import role_environment
+from tests.support.templates import gateway_domain, role_environment
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "gateway"
 MACS = {"vx": "c2:2b:0b:41:99:8c", "bat": "a2:02:7d:98:4e:b7", "br": "7a:56:35:17:d6:7b"}
 
 
-def domain(macs):
-    return {
-        "name": "ffmuc_welt",
-        "mode": "ffmuc",
-        "vni": 4831583,
-        "lladdr": "fe80::1",
-        "vxlan_port": 8472,
-        "ifs": {"wg": "wg-welt", "vx": "vx-welt", "bat": "bat-welt", "br": "br-welt"},
-        "peers": [],
-        "macs": macs,
-    }
-
-
 def render(name: str, macs: dict) -> str:
     context = {
         "ansible_managed": "managed",
-        "item": [domain(macs), {}],
+        "item": [gateway_domain(macs=macs), {}],
         "gateway_batman_routing_algorithm": "batman-v",
         "gateway_batman_originator_interval": 5,
         "gateway_batman_hop_penalty": 250,

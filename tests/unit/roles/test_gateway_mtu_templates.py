@@ -13,21 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.templates import role_environment
+from tests.support.templates import gateway_domain, role_environment
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "gateway"
 NETDEVS = sorted(p.name for p in (ROLE / "templates").glob("*.netdev.j2"))
 NETWORKS = sorted(p.name for p in (ROLE / "templates").glob("*.network.j2"))
-DOMAIN = {
-    "name": "ffmuc_welt",
-    "mode": "ffmuc",
-    "vni": 4831583,
-    "lladdr": "fe80::1",
-    "vxlan_port": 8472,
-    "ifs": {"wg": "wg-welt", "vx": "vx-welt", "bat": "bat-welt", "br": "br-welt"},
-    "peers": [{"host": "gw2", "lladdr": "fe80::2"}],
-    "macs": {},
-}
+DOMAIN = gateway_domain(peers=[{"host": "gw2", "lladdr": "fe80::2"}])
 MTUS_1500 = {"wireguard": 1420, "vxlan": 1350, "batman": 1290}
 MTUS_1480 = {"wireguard": 1400, "vxlan": 1330, "batman": 1270}
 
