@@ -8,7 +8,7 @@ import ipaddress
 import logging
 
 from wgmesh import derive
-from wgmesh.worker.backend import BackendError
+from wgmesh.worker.backend import BackendError, Device
 from wgmesh.worker.domains import DomainLinks
 from wgmesh.worker.errors import KernelError
 from wgmesh.worker.journal import Journal
@@ -40,6 +40,16 @@ class KernelChanges:
         self.links.forget()
         self.metrics.kernel_errors.labels(dom.domain).inc()
         log.error("domain %s: %s: %s; retried at the next reconcile", dom.domain, what, exc)
+
+    def device(self, dom: DomainLinks, why: str = "") -> Device | None:
+        """The domain's WireGuard device as it is now, or None (logged with `why`, and the
+        interface looked up anew next time) when its backend cannot read it."""
+        try:
+            return self.selector.for_interface(dom.wg).device(dom.wg)
+        except BackendError as exc:
+            self.selector.forget(dom.wg)
+            log.warning("domain %s: %s%s", dom.domain, exc, f"; {why}" if why else "")
+            return None
 
     def add(self, dom: DomainLinks, keys: list[str], now: float, replace_allowed_ips: bool = False) -> None:
         """Peers in one batch, then routes and FDB entries in bulk. Errors refused per key are

@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from wgmesh import protocol
 from wgmesh.fsutil import write_atomic
 from wgmesh.ha import endpoints, sync
-from wgmesh.worker.backend import BackendError
 from wgmesh.worker.changes import KernelChanges, lladdr
 from wgmesh.worker.domains import DomainLinks
 
@@ -69,12 +68,10 @@ class HaSync:
     def send_changes(self) -> None:
         now = self.clock()
         for dom in self.domains.values():
-            try:
-                peers = self.changes.selector.for_interface(dom.wg).device(dom.wg).peers
-            except BackendError as exc:
-                self.changes.selector.forget(dom.wg)
-                log.warning("HA sync: domain %s: %s; nothing sent", dom.domain, exc)
+            device = self.changes.device(dom, "HA sync: nothing sent")
+            if device is None:
                 continue
+            peers = device.peers
             keys = sorted(self.journal.keys(dom.domain))
             dropped = self._note_drops(dom.domain, set(keys), now)
             recent = now - protocol.HANDSHAKE_ACTIVE_S
@@ -143,12 +140,8 @@ class HaSync:
             msg = self.partner.get(dom.domain)
             if msg is None:
                 return False
-            try:
-                peers = self.changes.selector.for_interface(dom.wg).device(dom.wg).peers
-            except BackendError:
-                self.changes.selector.forget(dom.wg)
-                return False
-            if any(k not in peers for k in msg.keys if k not in self.static):
+            device = self.changes.device(dom, "HA sync: not synced while it cannot be read")
+            if device is None or any(k not in device.peers for k in msg.keys if k not in self.static):
                 return False
         return True
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from wgmesh import protocol
-from wgmesh.worker.backend import BackendError, Device
+from wgmesh.worker.backend import Device
 from wgmesh.worker.changes import KernelChanges
 from wgmesh.worker.domains import DomainLinks
 from wgmesh.worker.links import LinkError
@@ -34,14 +34,6 @@ class Reporter:
         self.publish = publish
         self.clock = clock
 
-    def _device(self, dom: DomainLinks) -> Device | None:
-        try:
-            return self.changes.selector.for_interface(dom.wg).device(dom.wg)
-        except BackendError as exc:
-            self.changes.selector.forget(dom.wg)
-            log.warning("domain %s: %s", dom.domain, exc)
-            return None
-
     def connected_peers(self, device: Device | None) -> int:
         if device is None:
             return protocol.METRICS_OFFLINE
@@ -50,13 +42,13 @@ class Reporter:
 
     def publish_metrics(self, domains: Iterable[DomainLinks]) -> None:
         for dom in domains:
-            count = self.connected_peers(self._device(dom))
+            count = self.connected_peers(self.changes.device(dom))
             self.metrics.connected.labels(dom.domain).set(count)
             self.publish(protocol.topic_metrics(dom.domain, self.name), str(count), qos=protocol.QOS_METRICS)
 
     def publish_data(self, domains: Iterable[DomainLinks]) -> None:
         for dom in domains:
-            device = self._device(dom)
+            device = self.changes.device(dom)
             try:
                 address = self.changes.links.link_local(dom.wg)
             except LinkError as exc:
