@@ -52,8 +52,8 @@ TOPIC_STATUS_SUB = "wireguard-worker/+/status"
 TOPIC_DATA = "wireguard-worker/{worker}/{domain}/data"  # JSON, see DATA_FIELDS
 TOPIC_DATA_SUB = "wireguard-worker/+/+/data"
 TOPIC_BROKER_SYNC = "wgmesh-broker/{client_id}/sync"  # broker -> itself: end of the retained state
-# HA pair members -> each other (docs/ha.md, "The sync channel"): the active member's keys and
-# learnt endpoints per domain, JSON {"time": epoch s, "keys": [...], "endpoints": {key: "ip:port"}}
+# HA pair members -> each other (docs/ha.md, "The sync channel"): per domain the active member's
+# keys, learnt endpoints and recent drops; the payload is wgmesh.ha.sync's (encode/decode)
 TOPIC_HA_PEERS = "wgmesh-ha/{identity}/{client_id}/{domain}/peers"
 TOPIC_HA_PEERS_SUB = "wgmesh-ha/{identity}/+/+/peers"
 
