@@ -39,6 +39,7 @@ def _yaml(path: Path):
 def templar(backend: str) -> Templar:
     (configure,) = _yaml(ROLES / "worker" / "tasks" / "configure.yml")
     variables = {
+        **_yaml(ROLES / "wgmesh_daemon" / "defaults" / "main.yml"),  # the worker role's dependency
         **_yaml(ROLES / "wgmesh_daemon" / "vars" / "main.yml"),
         **_yaml(ROLES / "worker" / "defaults" / "main.yml"),
         **_yaml(ROLES / "worker" / "vars" / "main.yml"),

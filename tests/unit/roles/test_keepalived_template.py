@@ -33,6 +33,8 @@ HOSTVARS = {"gw1a": {**MEMBER, "wgmesh_ha_priority": 150}, "gw1b": {**MEMBER, "w
 
 def templar(host="gw1b", **extra) -> Templar:
     variables = {
+        # the role's dependency's defaults (where the daemons are installed), then its own
+        **yaml.safe_load((ROLE.parent / "wgmesh_daemon" / "defaults" / "main.yml").read_text()),
         **yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()),
         **yaml.safe_load((ROLE / "vars" / "main.yml").read_text()),
         "inventory_hostname": host,
