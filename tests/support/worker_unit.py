@@ -58,7 +58,7 @@ def service(backend: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for line in section.splitlines():
         if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
+            key, dummy, value = line.partition("=")
             out.setdefault(key, []).append(value)
     return out
 
