@@ -33,6 +33,9 @@ DEFAULT_CONFIG_FILE = "/etc/wgkex.yaml"
 WORKER_BACKENDS = ("auto", "kernel", "userspace")
 MOSQUITTO_AUTOSAVE_S = 1800  # mosquitto's default autosave_interval: the window broker.key_buffer covers
 PORTS = (1, 65535)  # the TCP port range, for every port the file names
+# The worker unit's StateDirectory= (the worker role's): systemd makes it, owned by the unit's
+# user, at every start.
+WORKER_STATE_DIR = "/var/lib/wgmesh-worker"
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +121,10 @@ class WorkerConfig:
     ha_will_delay: int = 5
     # A pair member's sync channel (docs/ha.md): where a standby writes the endpoints its partner
     # learnt (wgmesh-ha promote reads them), and the marker it writes once it holds every key of
-    # its partner (keepalived may track it).
-    ha_endpoints_file: str = "/var/lib/wgmesh/partner-endpoints.json"
-    ha_synced_file: str = "/var/lib/wgmesh/ha-synced"
+    # its partner (keepalived may track it). In the worker unit's StateDirectory=, the one place
+    # its sandbox (ProtectSystem=strict) lets it write, whichever user it runs as.
+    ha_endpoints_file: str = f"{WORKER_STATE_DIR}/partner-endpoints.json"
+    ha_synced_file: str = f"{WORKER_STATE_DIR}/ha-synced"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
 from tests.support.templates import trusted
+from wgmesh.config import WorkerConfig
 from wgmesh.ha import state
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "keepalived"
@@ -32,6 +33,8 @@ HOSTVARS = {"gw1a": {**MEMBER, "wgmesh_ha_priority": 150}, "gw1b": {**MEMBER, "w
 
 def templar(host="gw1b", **extra) -> Templar:
     variables = {
+        # the role's dependency's defaults (where the daemons are installed), then its own
+        **yaml.safe_load((ROLE.parent / "wgmesh_daemon" / "defaults" / "main.yml").read_text()),
         **yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()),
         **yaml.safe_load((ROLE / "vars" / "main.yml").read_text()),
         "inventory_hostname": host,
@@ -100,7 +103,7 @@ def test_the_synced_marker_is_a_weight_so_a_fresh_pair_still_elects_a_master():
     conf = render()
     synced = [line.strip() for line in block(conf, "vrrp_script wgmesh_ha_synced").splitlines()]
     # the worker's marker (worker.ha_synced_file) and wgmesh-ha's state file, as the roles name them
-    check = f"/usr/local/lib/wgmesh-keepalived/check-ha-synced /var/lib/wgmesh/ha-synced {state.DEFAULT_PATH}"
+    check = f"/usr/local/lib/wgmesh-keepalived/check-ha-synced {WorkerConfig.ha_synced_file} {state.DEFAULT_PATH}"
     assert f'script "{check}"' in synced
     # a weight, not a fault: a member without its partner's set is only less preferred
     assert "weight 50" in synced

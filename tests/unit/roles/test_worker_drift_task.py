@@ -1,7 +1,8 @@
 """The worker role's drift check runs the worker's own `--drift` and repairs with a reload.
 
-The role names the worker's command and config path itself (an include_role does not hand
-back the wgmesh_daemon role's variables), and the drift exit code (the daemon's): each must
+The role builds the worker's command and config path from the wgmesh_daemon role's defaults
+(its dependency; an include_role hands back no variables), and names the drift exit code (the
+daemon's): each must
 equal what the unit really runs and what the daemon really returns. The unit, rendered with
 the worker's own arguments, is Type=notify with ExecReload sending SIGHUP. Rendered with
 ansible-core's Templar, as a play would.
@@ -33,6 +34,7 @@ def _include_vars() -> dict:
 
 def templar(**extra) -> Templar:
     variables = {
+        **_yaml(ROLES / "wgmesh_daemon" / "defaults" / "main.yml"),  # a dependency's defaults
         **_yaml(ROLES / "wgmesh_daemon" / "vars" / "main.yml"),
         **_yaml(ROLES / "worker" / "vars" / "main.yml"),
         **_include_vars(),
