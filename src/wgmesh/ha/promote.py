@@ -1,4 +1,4 @@
-"""Promotion (keepalived notify MASTER) and demotion, carried out on every domain's interface.
+"""Promotion (keepalived notify MASTER), carried out on every domain's interface (demotion: demote.py).
 
 Order: the source route first (the handshakes must leave from the VIP), then per interface the
 fwmark that route keys on, peers with a possibly live old session removed and added back, the
@@ -46,8 +46,7 @@ def promote_domain(
             backend.set_fwmark(dom.wg, fwmark)
         todo = promotion_plan(device.peers, learnt, time.time())
         if todo.readd:  # drop old sessions: see plan.py
-            backend.remove_peers(dom.wg, [p.public_key for p in todo.readd])
-            backend.set_peers(dom.wg, [(p.public_key, p.allowed_ips) for p in todo.readd])
+            backend.readd_peers(dom.wg, [(p.public_key, p.allowed_ips) for p in todo.readd])
         backend.update_peers(dom.wg, todo.endpoints + todo.trigger)
         backend.update_peers(dom.wg, todo.undo)
     except KernelError as exc:

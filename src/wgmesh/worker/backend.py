@@ -64,6 +64,10 @@ class WireGuardBackend(Protocol):
     def remove_peers(self, ifname: str, keys: Iterable[str]) -> None:
         """Remove peers; keys that are already gone are not an error."""
 
+    def readd_peers(self, ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        """Remove peers and add them back with these allowed-ips, each in the same request: they
+        keep no endpoint, no keepalive and no session (WireGuard cannot unset an endpoint)."""
+
     def update_peers(self, ifname: str, updates: Iterable[PeerUpdate]) -> None:
         """Set endpoints and keepalives of existing peers, in the given order (a key may come
         twice: each entry takes effect before the next, which the HA trigger relies on)."""
