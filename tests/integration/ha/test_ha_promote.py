@@ -82,18 +82,13 @@ def pair(tmp_path):
             ns.close()
 
 
-def write_config(tmp_path: Path, ifname: str) -> Path:
+def write_config(tmp_path: Path, ifname: str, static_peers: dict | None = None) -> Path:
     domain = f"t_{secrets.token_hex(3)}"
     path = tmp_path / "worker.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "domains": [domain],
-                "domain_prefixes": ["t_"],
-                "worker": {"backend": "userspace", "interfaces": {domain: {"wg": ifname, "vx": "vx-none"}}},
-            }
-        )
-    )
+    worker = {"backend": "userspace", "interfaces": {domain: {"wg": ifname, "vx": "vx-none"}}}
+    if static_peers is not None:
+        worker["static_peers"] = static_peers
+    path.write_text(yaml.safe_dump({"domains": [domain], "domain_prefixes": ["t_"], "worker": worker}))
     return path
 
 
@@ -234,3 +229,28 @@ def test_demotion_drops_every_endpoint_so_the_standby_never_sends(pair, tmp_path
     assert "2 endpoints dropped" in result.stderr
     assert out("ip", "-n", member.netns, "route", "show", "table", str(DEFAULT_TABLE)).strip() == ""
     assert (tmp_path / "ha-state").read_text() == "standby\n"
+
+
+def test_promotion_gives_a_static_peer_its_configured_endpoint_when_none_was_learnt(pair, tmp_path):
+    """A fresh pair: the members declare the other gateways' static peers without an endpoint (a
+    standby must not send to them with the pair's key) and the partner taught nothing yet. The
+    promotion takes the endpoint from the worker config's static_peers (the gateway role's). The
+    node namespace plays the other gateway here."""
+    member, other, other_pub, gw_pub = pair
+    config = write_config(tmp_path, member.ifname, static_peers={other_pub: f"{NODE_IP}:{NODE_PORT}"})
+    assert dump(member)[other_pub][2] == "(none)"
+
+    result = ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none"))
+
+    assert "1 configured static-peer endpoints applied" in result.stderr
+    wait_until(lambda: dump(other)[gw_pub][4] != "0", timeout=20, what="the other gateway's handshake with the member")
+    assert dump(other)[gw_pub][2] == f"{VIP}:{GW_PORT}"  # from the VIP, as for nodes
+    assert dump(member)[other_pub][2] == f"{NODE_IP}:{NODE_PORT}"
+
+
+def test_promotion_resolves_a_configured_static_peer_name(pair, tmp_path):
+    """The gateway role writes the other gateways' external names, which are often host names."""
+    member, _other, other_pub, _gw_pub = pair
+    config = write_config(tmp_path, member.ifname, static_peers={other_pub: f"localhost:{NODE_PORT}"})
+    ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none"))
+    assert dump(member)[other_pub][2] in (f"127.0.0.1:{NODE_PORT}", f"[::1]:{NODE_PORT}")
