@@ -122,7 +122,7 @@ class Member:
             # promote anyway: peers with an endpoint of their own still get their handshake
             log.error("learnt endpoints not used: %s", exc)
             learnt, status = {}, 1
-        route_error, outcomes = promote(self.domains, self.selector, learnt, self.route)
+        route_error, outcomes = promote(self.domains, self.selector, learnt, self.route, self.cfg.worker.static_peers)
         if route_error:
             log.error("not promoted: source route: %s", route_error)
             return 2

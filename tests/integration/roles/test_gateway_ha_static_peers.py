@@ -20,7 +20,7 @@ MESH_PLAY = [
     {
         **PLAY[0],
         "tasks": [
-            *PLAY[0]["tasks"][:2],  # preflight, keys
+            *PLAY[0]["tasks"],  # preflight, keys, the public keys to a file
             {"ansible.builtin.include_role": {"name": "freifunk.wgmesh.gateway", "tasks_from": "mesh"}},
             {
                 "ansible.builtin.copy": {
