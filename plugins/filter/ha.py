@@ -11,7 +11,7 @@ import ipaddress
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.freifunk.wgmesh.plugins.filter.mesh import IDENTITY_VAR
+from ansible_collections.freifunk.wgmesh.plugins.filter.mesh import EXTERNAL_NAME_VAR, IDENTITY_VAR
 from ansible_collections.freifunk.wgmesh.plugins.module_utils._derive import ha_mac
 
 # The inventory variables an HA member states about itself (docs/inventory.md).
@@ -55,11 +55,34 @@ def _int(host, name, value, low, high):
     return value
 
 
+def _external_name(host, facts, vips):
+    """The name nodes and the other gateways reach the pair at: stated, since the default (the
+    host's own name) would lead them to one member; an address must be one of the VIPs."""
+    name = facts.get(EXTERNAL_NAME_VAR)
+    if not name or not isinstance(name, str):
+        raise AnsibleFilterError(
+            f"{host}: an HA member must state {EXTERNAL_NAME_VAR}, the name (or address) of the pair's virtual address "
+            f"that nodes and the other gateways reach it at (the same on both members); without it they would reach "
+            f"{host} itself, got {name!r}"
+        )
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return to_text(name)  # a name: it must resolve to the VIPs, which only DNS can tell
+    if address not in [ipaddress.ip_interface(v).ip for v in vips.values()]:
+        raise AnsibleFilterError(
+            f"{host}: {EXTERNAL_NAME_VAR} {name!r} is an address but none of the pair's {VIPS_VAR} "
+            f"{sorted(vips.values())}; nodes and the other gateways must reach the pair at its virtual address"
+        )
+    return to_text(name)
+
+
 def wg_ha_pair(host, hosts, hostvars):
-    """The HA pair `host` belongs to, checked: {name, members, partner, vips, virtual_router_id, priority}.
+    """The HA pair `host` belongs to, checked:
+    {name, members, partner, vips, virtual_router_id, priority, external_name}.
 
     A pair is two hosts of `hosts` that share wgmesh_gateway_identity and state wgmesh_ha_vips;
-    both state the same addresses and virtual router id, and different priorities.
+    both state the same addresses, virtual router id and external name, and different priorities.
     Returns {} for a host that states no wgmesh_ha_vips (not an HA member).
     """
     host = to_text(host)
@@ -102,6 +125,13 @@ def wg_ha_pair(host, hosts, hostvars):
         raise AnsibleFilterError(
             f"{host}: {PRIORITY_VAR} {mine['priority']} equals its partner {partner}'s; the members need different "
             "priorities (the higher one is the preferred active member)"
+        )
+    mine["external_name"] = _external_name(host, facts, mine["vips"])
+    theirs_name = _external_name(partner, hostvars[partner], theirs["vips"])
+    if mine["external_name"] != theirs_name:
+        raise AnsibleFilterError(
+            f"{host}: {EXTERNAL_NAME_VAR} {mine['external_name']!r} differs from {theirs_name!r} of its partner "
+            f"{partner} (the pair is one gateway, reached at its virtual address)"
         )
     return {"name": name, "members": sorted(members), "partner": partner, **mine}
 

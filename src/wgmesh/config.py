@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from wgmesh import derive, logfilter, protocol
+from wgmesh.worker.backend import split_host_port
 
 ENV_CONFIG_FILE = "WGKEX_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "/etc/wgkex.yaml"
@@ -109,7 +110,10 @@ class WorkerConfig:
     reconcile_interval: int = 300
     stale_after: int = 10800
     grace_period: int = 600
-    static_peers: tuple[str, ...] = ()
+    # Public keys the worker never touches (the other gateways), each with the endpoint the
+    # gateway role gave it or None. A pair member declares them without one (a standby must never
+    # send with the pair's key) and wgmesh-ha applies it on promotion (docs/ha.md).
+    static_peers: Mapping[str, str | None] = field(default_factory=dict)
     metrics_listen: tuple[str, int] | None = None  # Prometheus "host:port"; None = off
     # Per-domain interface names overriding the derived wg-<dom>/vx-<dom> (legacy names, tests).
     interfaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -257,13 +261,14 @@ class _Reader:
     def key_list(self, data: Mapping, key: str) -> tuple[str, ...]:
         keys = self.str_list(data, key, required=False)
         for i, item in enumerate(keys):
-            if protocol.is_low_order_key(item):  # well-formed, so the syntax message would mislead
-                raise self.fail(
-                    f"{key}[{i}]", "is a low-order Curve25519 point; no handshake can succeed with it", item
-                )
-            if not protocol.is_valid_key(item):
-                raise self.fail(f"{key}[{i}]", "is not a WireGuard public key (44 chars base64)", item)
+            self.check_key(f"{key}[{i}]", item)
         return keys
+
+    def check_key(self, key: str, item: Any) -> None:
+        if isinstance(item, str) and protocol.is_low_order_key(item):  # well-formed: the syntax message would mislead
+            raise self.fail(key, "is a low-order Curve25519 point; no handshake can succeed with it", item)
+        if not isinstance(item, str) or not protocol.is_valid_key(item):
+            raise self.fail(key, "is not a WireGuard public key (44 chars base64)", item)
 
 
 # --- sections -------------------------------------------------------------------
@@ -461,6 +466,29 @@ def _worker_interfaces(r: _Reader, w: Mapping, domains: tuple[str, ...]) -> dict
     return out
 
 
+def _static_peers(r: _Reader, w: Mapping) -> dict[str, str | None]:
+    """A list of public keys (wgkex's form), or public key -> endpoint ("host:port") or null."""
+    value = w.get("static_peers")
+    if value is None or isinstance(value, list):
+        return dict.fromkeys(r.key_list(w, "worker.static_peers"))
+    if not isinstance(value, Mapping):
+        raise r.fail(
+            "worker.static_peers", "must be a list of public keys or a mapping of public key to endpoint", value
+        )
+    out = {}
+    for key, endpoint in value.items():
+        r.check_key(f"worker.static_peers.{key}", key)
+        if endpoint is not None:
+            if not isinstance(endpoint, str):
+                raise r.fail(f"worker.static_peers.{key}", "must be an endpoint HOST:PORT or null", endpoint)
+            try:
+                split_host_port(endpoint)
+            except ValueError as exc:
+                raise r.fail(f"worker.static_peers.{key}", str(exc)) from None
+        out[key] = endpoint
+    return out
+
+
 def _worker(r: _Reader, data: Mapping, domains: tuple[str, ...] = ()) -> WorkerConfig:
     w = r.section(data, "worker", _keys_of(WorkerConfig), strict=True)
     backend = w.get("backend", default_of(WorkerConfig, "backend"))
@@ -473,7 +501,7 @@ def _worker(r: _Reader, data: Mapping, domains: tuple[str, ...] = ()) -> WorkerC
         reconcile_interval=r.int_(w, "worker.reconcile_interval", WorkerConfig, 1),
         stale_after=r.int_(w, "worker.stale_after", WorkerConfig, 1),
         grace_period=r.int_(w, "worker.grace_period", WorkerConfig, 0),
-        static_peers=r.key_list(w, "worker.static_peers"),
+        static_peers=_static_peers(r, w),
         metrics_listen=_listen_address(r, w, "worker.metrics_listen"),
         interfaces=_worker_interfaces(r, w, domains),
         ha_state_file=r.str_(w, "worker.ha_state_file", WorkerConfig),

@@ -1,7 +1,8 @@
 """wgmesh-ha: what keepalived's notify scripts run on a member of an HA gateway pair.
 
   wgmesh-ha promote --config FILE --vip ADDR [--vip ADDR6]   notify MASTER
-  wgmesh-ha demote  --config FILE --vip ADDR [--vip ADDR6]   notify BACKUP / FAULT / STOP
+  wgmesh-ha demote  --config FILE --vip ADDR [--vip ADDR6]   notify BACKUP / FAULT / STOP: the
+                                    source route goes, every peer's endpoint and keepalive too
   wgmesh-ha fifo --config FILE --vip ADDR --instance NAME FIFO
                                     keepalived's notify_fifo_script: both of the above from
                                     one running process, without Python's start-up per change
@@ -9,8 +10,9 @@
 
 It reads the worker's config file (domains, interface names, backend) and talks to WireGuard
 through the worker's backends, so kernel WireGuard and wireguard-go behave the same.
-Exit status: 0 done; 1 done with problems (a domain failed, the endpoints file was unusable:
-the rest was still done); 2 nothing done (bad arguments or config, no source route).
+Exit status: 0 done; 1 done with problems (a domain failed, the endpoints file was unusable,
+the source route could not be removed: the rest was still done); 2 nothing done (bad arguments
+or config, no source route).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 from wgmesh.config import Config, load_or_exit, setup_logging
 from wgmesh.ha import endpoints, fifo, state
+from wgmesh.ha.demote import drop_endpoints
 from wgmesh.ha.promote import promote
 from wgmesh.ha.route import DEFAULT_FWMARK, DEFAULT_PRIORITY, DEFAULT_TABLE, SourceRoute, parse_vips
 from wgmesh.worker.domains import DomainLinks, domain_links
@@ -83,16 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         return _route(route, args.action)
     cfg = load_or_exit(args.config)
     setup_logging(cfg, logging.INFO)
-    if args.command == "demote":
-        return demote(route, args.state_file)
     try:
         domains = domain_links(cfg)
     except ValueError as exc:
         print(f"config {cfg.path}: {exc}", file=sys.stderr)
+        if args.command == "demote":  # still stop using an address this host no longer holds
+            return max(1, Member(cfg, [], BackendSelector(cfg.worker.backend), route, "", args.state_file).demote())
         return 2
-    member = Member(cfg, domains, BackendSelector(cfg.worker.backend), route, args.endpoints, args.state_file)
+    learnt_path = getattr(args, "endpoints", endpoints.DEFAULT_PATH)  # demote reads none
+    member = Member(cfg, domains, BackendSelector(cfg.worker.backend), route, learnt_path, args.state_file)
     if args.command == "promote":
         return member.promote()
+    if args.command == "demote":
+        return member.demote()
     fifo.serve(args.fifo, args.instance, fifo_handler(member))
     return 0
 
@@ -116,12 +122,20 @@ class Member:
             # promote anyway: peers with an endpoint of their own still get their handshake
             log.error("learnt endpoints not used: %s", exc)
             learnt, status = {}, 1
-        route_error, outcomes = promote(self.domains, self.selector, learnt, self.route)
+        route_error, outcomes = promote(self.domains, self.selector, learnt, self.route, self.cfg.worker.static_peers)
         if route_error:
             log.error("not promoted: source route: %s", route_error)
             return 2
         status = max(status, _set_state(self.state_file, state.ACTIVE))
         return 1 if any(o.error for o in outcomes) else status
+
+    def demote(self) -> int:
+        """The source route first (no packet from an address this host no longer holds), then
+        every peer's endpoint and keepalive (a standby never sends), then the state file."""
+        problems = [_route(self.route, "remove") != 0]
+        problems += [o.error is not None for o in drop_endpoints(self.domains, self.selector)]
+        problems.append(_set_state(self.state_file, state.STANDBY) != 0)
+        return 1 if any(problems) else 0
 
     def warm_up(self) -> None:
         """Read every interface once, so the first promotion pays for no import and no backend choice."""
@@ -131,10 +145,6 @@ class Member:
             except KernelError as exc:
                 log.warning("domain %s: %s (tried again on promotion)", dom.domain, exc)
                 self.selector.forget(dom.wg)
-
-
-def demote(route: SourceRoute, state_file: str) -> int:
-    return max(_route(route, "remove"), _set_state(state_file, state.STANDBY))
 
 
 def _set_state(path: str, value: str) -> int:
@@ -155,7 +165,7 @@ def fifo_handler(member: Member) -> Callable[[str], None]:
         if keepalived_state == fifo.ACTIVE:
             member.promote()
         else:
-            demote(member.route, member.state_file)
+            member.demote()
 
     return handle
 

@@ -1,6 +1,8 @@
 """Pure decisions of a promotion, for one WireGuard interface (no I/O here).
 
-1. Endpoints learnt from the partner are applied now, and only now (endpoints.py says why).
+1. Endpoints learnt from the partner are applied now, and only now (endpoints.py says why). A
+   static peer (another gateway) that has none, learnt or its own, gets the endpoint the gateway
+   role configured (a fresh pair: the partner had nothing to teach).
 2. Every peer with a known endpoint then handshakes at once. The trigger: a peer's
    persistent-keepalive going from 0 to a value makes WireGuard send a keepalive at once, and
    without a session that keepalive becomes a handshake initiation (kernel and wireguard-go
@@ -36,21 +38,28 @@ class PromotionPlan:
     undo: list[PeerUpdate] = field(default_factory=list)  # keepalives back to what they were
     triggered: list[str] = field(default_factory=list)  # the peers asked to handshake
     learnt_applied: int = 0  # endpoints that came from the partner and differed
+    configured_applied: int = 0  # static peers' configured endpoints, where nothing better was known
     unknown: list[str] = field(default_factory=list)  # learnt keys this interface does not have
 
 
-def promotion_plan(peers: Mapping[str, Peer], learnt: Mapping[str, str], now: float) -> PromotionPlan:
-    """peers: the interface's peers now; learnt: key -> endpoint from the partner; now: epoch s."""
+def promotion_plan(
+    peers: Mapping[str, Peer], learnt: Mapping[str, str], now: float, configured: Mapping[str, str] | None = None
+) -> PromotionPlan:
+    """peers: the interface's peers now; learnt: key -> endpoint from the partner; now: epoch s;
+    configured: static peer -> its configured endpoint (an address: names resolved by the caller)."""
     result = PromotionPlan(unknown=sorted(k for k in learnt if k not in peers))
     for key, peer in peers.items():
         endpoint = learnt.get(key) or peer.endpoint
-        if endpoint is None:
+        if endpoint is None and configured and configured.get(key):
+            endpoint = configured[key]
+            result.configured_applied += 1
+        elif endpoint is None:
             continue  # nowhere to send to: the node will come to us
+        elif endpoint != peer.endpoint:
+            result.learnt_applied += 1
         recent = peer.last_handshake > 0 and now - peer.last_handshake < SESSION_LIFETIME_S
         if recent:
             result.readd.append(peer)
-        if endpoint != peer.endpoint:
-            result.learnt_applied += 1
         if recent or endpoint != peer.endpoint:  # a re-added peer has no endpoint
             result.endpoints.append(PeerUpdate(key, endpoint=endpoint))
         result.triggered.append(key)

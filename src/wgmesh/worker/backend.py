@@ -64,6 +64,10 @@ class WireGuardBackend(Protocol):
     def remove_peers(self, ifname: str, keys: Iterable[str]) -> None:
         """Remove peers; keys that are already gone are not an error."""
 
+    def readd_peers(self, ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        """Remove peers and add them back with these allowed-ips, each in the same request: they
+        keep no endpoint, no keepalive and no session (WireGuard cannot unset an endpoint)."""
+
     def update_peers(self, ifname: str, updates: Iterable[PeerUpdate]) -> None:
         """Set endpoints and keepalives of existing peers, in the given order (a key may come
         twice: each entry takes effect before the next, which the HA trigger relies on)."""
@@ -72,13 +76,26 @@ class WireGuardBackend(Protocol):
         """Mark the interface's UDP packets (policy routing picks their source address)."""
 
 
+def split_host_port(text: str) -> tuple[str, int]:
+    """ "gw2.example.net:51820", "198.51.100.7:51820" or "[2001:db8::7]:51820" -> (host, port), as
+    wg(8) takes an endpoint; ValueError says why not. An IPv6 address goes in brackets."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"endpoint {text!r} is not HOST:PORT with a port 1-65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ValueError(f"endpoint {text!r}: only an IPv6 address goes in brackets")
+    elif ":" in host:
+        raise ValueError(f"endpoint {text!r}: an IPv6 address goes in brackets")
+    return host, int(port)
+
+
 def split_endpoint(text: str) -> tuple[str, int]:
     """ "198.51.100.7:51820" or "[2001:db8::7]:51820" -> (address, port); ValueError says why not."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"endpoint {text!r} is not ADDRESS:PORT with a port 1-65535")
-    bracketed = host.startswith("[") and host.endswith("]")
-    addr = ipaddress.ip_address(host[1:-1] if bracketed else host)  # ValueError names the text
+    host, port = split_host_port(text)
+    bracketed = text.startswith("[")
+    addr = ipaddress.ip_address(host)  # ValueError names the text
     if (addr.version == 6) != bracketed:
         raise ValueError(f"endpoint {text!r}: an IPv6 address goes in brackets, an IPv4 address does not")
     return str(addr), int(port)

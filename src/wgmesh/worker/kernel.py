@@ -105,6 +105,20 @@ def _allowed_ip_attrs(cidr: str) -> dict:
     }
 
 
+def _add_attrs(key: str, allowed_ips: tuple[str, ...], flags: int = 0) -> dict:
+    return {
+        "attrs": [
+            ["WGPEER_A_PUBLIC_KEY", key],
+            ["WGPEER_A_FLAGS", flags],
+            ["WGPEER_A_ALLOWEDIPS", [_allowed_ip_attrs(ip) for ip in allowed_ips]],
+        ]
+    }
+
+
+def _remove_attrs(key: str) -> dict:
+    return {"attrs": [["WGPEER_A_PUBLIC_KEY", key], ["WGPEER_A_FLAGS", WGPEER_F_REMOVE_ME]]}
+
+
 def build_set_message(
     ifname: str,
     add: Iterable[tuple[str, tuple[str, ...]]] = (),
@@ -112,21 +126,19 @@ def build_set_message(
     replace_allowed_ips: bool = False,
 ) -> wgmsg:
     """One WG_CMD_SET_DEVICE carrying many peers (pyroute2's set() takes one peer per call)."""
-    peers = []
     flags = WGPEER_F_REPLACE_ALLOWEDIPS if replace_allowed_ips else 0
-    for key, allowed_ips in add:
-        peers.append(
-            {
-                "attrs": [
-                    ["WGPEER_A_PUBLIC_KEY", key],
-                    ["WGPEER_A_FLAGS", flags],
-                    ["WGPEER_A_ALLOWEDIPS", [_allowed_ip_attrs(ip) for ip in allowed_ips]],
-                ]
-            }
-        )
-    for key in remove:
-        peers.append({"attrs": [["WGPEER_A_PUBLIC_KEY", key], ["WGPEER_A_FLAGS", WGPEER_F_REMOVE_ME]]})
+    peers = [_add_attrs(key, allowed_ips, flags) for key, allowed_ips in add]
+    peers += [_remove_attrs(key) for key in remove]
     return _device_message(ifname, peers)
+
+
+def build_readd_message(ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]]) -> wgmsg:
+    """Each peer removed and added back in one message: the kernel applies the peer entries in
+    order and forgets a removed key at once, so the second entry makes a new peer."""
+    entries = []
+    for key, allowed_ips in peers:
+        entries += [_remove_attrs(key), _add_attrs(key, allowed_ips)]
+    return _device_message(ifname, entries)
 
 
 def _device_message(ifname: str, peers: list | None = None, fwmark: int | None = None) -> wgmsg:
@@ -220,6 +232,16 @@ class KernelBackend:
             self._call(
                 ifname,
                 lambda wg: [wg.send_set(build_set_message(ifname, remove=c)) for c in _chunks(keys, PEERS_PER_MESSAGE)],
+            )
+
+    def readd_peers(self, ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        peers = list(peers)
+        if peers:  # two entries per peer
+            self._call(
+                ifname,
+                lambda wg: [
+                    wg.send_set(build_readd_message(ifname, c)) for c in _chunks(peers, PEERS_PER_MESSAGE // 2)
+                ],
             )
 
     def update_peers(self, ifname: str, updates: Iterable[PeerUpdate]) -> None:

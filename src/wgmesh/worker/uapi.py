@@ -149,6 +149,17 @@ def format_set(
     return "\n".join(lines) + "\n\n"
 
 
+def format_readd(peers: Iterable[tuple[str, tuple[str, ...]]]) -> str:
+    """One `set=1` request removing each peer and adding it back at once: wireguard-go drops the
+    peer at `remove=true`, so the next `public_key=` line with the same key makes a new one."""
+    lines = ["set=1"]
+    for key, allowed_ips in peers:
+        hex_key = key_to_hex(key)
+        lines += [f"public_key={hex_key}", "remove=true", f"public_key={hex_key}"]
+        lines.extend(f"allowed_ip={ip}" for ip in allowed_ips)
+    return "\n".join(lines) + "\n\n"
+
+
 def format_update(updates: Iterable[PeerUpdate]) -> str:
     """One `set=1` request changing endpoints/keepalives of existing peers, in order."""
     lines = ["set=1"]
@@ -218,6 +229,11 @@ class UapiBackend:
         keys = list(keys)
         if keys:
             parse_set_reply(self._exchange(ifname, format_set(remove=keys)))
+
+    def readd_peers(self, ifname: str, peers: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        peers = list(peers)
+        if peers:
+            parse_set_reply(self._exchange(ifname, format_readd(peers)))
 
     def update_peers(self, ifname: str, updates: Iterable[PeerUpdate]) -> None:
         # wireguard-go finishes each public_key= block (and sends the keepalive a 0 -> N change

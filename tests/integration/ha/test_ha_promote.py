@@ -82,18 +82,13 @@ def pair(tmp_path):
             ns.close()
 
 
-def write_config(tmp_path: Path, ifname: str) -> Path:
+def write_config(tmp_path: Path, ifname: str, static_peers: dict | None = None) -> Path:
     domain = f"t_{secrets.token_hex(3)}"
     path = tmp_path / "worker.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "domains": [domain],
-                "domain_prefixes": ["t_"],
-                "worker": {"backend": "userspace", "interfaces": {domain: {"wg": ifname, "vx": "vx-none"}}},
-            }
-        )
-    )
+    worker = {"backend": "userspace", "interfaces": {domain: {"wg": ifname, "vx": "vx-none"}}}
+    if static_peers is not None:
+        worker["static_peers"] = static_peers
+    path.write_text(yaml.safe_dump({"domains": [domain], "domain_prefixes": ["t_"], "worker": worker}))
     return path
 
 
@@ -201,3 +196,61 @@ def test_promotion_again_while_holding_an_old_session_still_makes_a_handshake(pa
     assert dump(node)[gw_pub][2] == f"{VIP}:{GW_PORT}"
     assert dump(member)[node_pub][2] == f"{NODE_IP}:{NODE_PORT}"  # the endpoint survived the re-add
     ha(member.netns, "demote", "--config", str(config), "--vip", VIP)
+
+
+def test_demotion_drops_every_endpoint_so_the_standby_never_sends(pair, tmp_path):
+    """A member demoted without a restart (preemption, a track-script FAULT, maintenance) must
+    not keep its peers' endpoints: batman-adv/VXLAN traffic to a node's or a gateway's
+    link-local would make it initiate a handshake with the pair's key from its own address and
+    pull that peer away from the active member. WireGuard cannot unset an endpoint, so the
+    peers are removed and added back: same allowed-ips, no endpoint, keepalive 0."""
+    member, node, node_pub, gw_pub = pair
+    config = write_config(tmp_path, member.ifname)
+    member.wg("set", member.ifname, "peer", node_pub, "endpoint", f"{NODE_IP}:{NODE_PORT}")
+    # another gateway's static peer: an endpoint and a keepalive of its own (nobody answers there)
+    static_pub = keypair(tmp_path, "static")[1]
+    member.wg("set", member.ifname, "peer", static_pub, "allowed-ips", "fe80::3/128,10.99.0.0/24",
+              "endpoint", "10.77.0.30:40300", "persistent-keepalive", "25")  # fmt: skip
+    quiet_pub = keypair(tmp_path, "quiet")[1]  # a node that never came: nothing to drop
+    member.wg("set", member.ifname, "peer", quiet_pub, "allowed-ips", "fe80::4/128")
+    ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none.json"))
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="the node's handshake with the member")
+    before = dump(member)
+
+    result = ha(member.netns, "demote", "--config", str(config), "--vip", VIP)
+
+    after = dump(member)
+    assert sorted(after) == sorted(before)  # every peer is still there
+    for key in (node_pub, static_pub, quiet_pub):
+        assert after[key][2] == "(none)", key  # nowhere to send to
+        assert after[key][7] == "off", key  # no keepalive that would send
+        assert after[key][3] == before[key][3], key  # the same allowed-ips
+        assert after[key][4] == "0", key  # the session is gone with the peer
+    assert "2 endpoints dropped" in result.stderr
+    assert out("ip", "-n", member.netns, "route", "show", "table", str(DEFAULT_TABLE)).strip() == ""
+    assert (tmp_path / "ha-state").read_text() == "standby\n"
+
+
+def test_promotion_gives_a_static_peer_its_configured_endpoint_when_none_was_learnt(pair, tmp_path):
+    """A fresh pair: the members declare the other gateways' static peers without an endpoint (a
+    standby must not send to them with the pair's key) and the partner taught nothing yet. The
+    promotion takes the endpoint from the worker config's static_peers (the gateway role's). The
+    node namespace plays the other gateway here."""
+    member, other, other_pub, gw_pub = pair
+    config = write_config(tmp_path, member.ifname, static_peers={other_pub: f"{NODE_IP}:{NODE_PORT}"})
+    assert dump(member)[other_pub][2] == "(none)"
+
+    result = ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none"))
+
+    assert "1 configured static-peer endpoints applied" in result.stderr
+    wait_until(lambda: dump(other)[gw_pub][4] != "0", timeout=20, what="the other gateway's handshake with the member")
+    assert dump(other)[gw_pub][2] == f"{VIP}:{GW_PORT}"  # from the VIP, as for nodes
+    assert dump(member)[other_pub][2] == f"{NODE_IP}:{NODE_PORT}"
+
+
+def test_promotion_resolves_a_configured_static_peer_name(pair, tmp_path):
+    """The gateway role writes the other gateways' external names, which are often host names."""
+    member, _other, other_pub, _gw_pub = pair
+    config = write_config(tmp_path, member.ifname, static_peers={other_pub: f"localhost:{NODE_PORT}"})
+    ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none"))
+    assert dump(member)[other_pub][2] in (f"127.0.0.1:{NODE_PORT}", f"[::1]:{NODE_PORT}")

@@ -133,6 +133,14 @@ def test_good_inventory_passes_both_preflights(tmp_path):
         pytest.param(
             "worker",
             "gateways",
+            {},
+            {"gw2": {"gateway_public_keys": {"ffmuc_welt": KEY_A}, "gateway_endpoints": {"ffmuc_welt": "gw2"}}},
+            f'gw1: worker_static_peers[{KEY_A}] must be an endpoint "host:port"',
+            id="static-peer-endpoint-without-port",
+        ),
+        pytest.param(
+            "worker",
+            "gateways",
             {"worker_backend": "fast"},
             {},
             "gw1: worker_domains needs at least one domain",

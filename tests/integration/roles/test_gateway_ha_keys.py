@@ -34,6 +34,7 @@ DOMAINS = [
 ]
 MEMBER = {
     "wgmesh_gateway_identity": "gw1",
+    "wgmesh_gateway_external_name": "gw1.example.net",  # the pair's virtual address
     "wgmesh_ha_vips": ["192.0.2.10/24"],
     "wgmesh_ha_virtual_router_id": 51,
 }
@@ -67,9 +68,10 @@ PLAY = [
 
 
 class Gateways:
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, play: list | None = None):
         self.tmp = tmp_path
         self.runs = 0
+        self.play_tasks = play or PLAY
 
     def key_file(self, host: str, wg: str = "wg-welt") -> Path:
         return self.tmp / "keys" / host / f"{wg}.key"
@@ -94,7 +96,7 @@ class Gateways:
         }
         inventory = {"all": {"vars": group, "children": {"gateways": {"hosts": hosts}}}}
         (self.tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
-        (self.tmp / "play.yml").write_text(yaml.safe_dump(PLAY))
+        (self.tmp / "play.yml").write_text(yaml.safe_dump(self.play_tasks))
         env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
         command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.tmp / "inventory.yml")]
         command += [str(self.tmp / "play.yml"), "--diff", "-vvv", *extra]

@@ -17,7 +17,7 @@ import pytest
 from tests.support.gateway import missing_kernel_modules
 from tests.support.procs import out, run
 from wgmesh import derive
-from wgmesh.worker.backend import InterfaceMissing
+from wgmesh.worker.backend import InterfaceMissing, PeerUpdate
 from wgmesh.worker.kernel import KernelBackend
 from wgmesh.worker.selector import BackendSelector
 from wgmesh.worker.uapi import UapiBackend
@@ -50,6 +50,12 @@ def test_userspace_backend_batch_add_dump_and_remove(gateways):
     gone = fake_keys(2, "never-added")
     backend.remove_peers(gw.wg, keys[:100] + gone)
     assert set(backend.device(gw.wg).peers) == set(keys[100:])
+    # wgmesh-ha demote's re-add: endpoints and keepalives go, allowed-ips stay (one request)
+    backend.update_peers(gw.wg, [PeerUpdate(k, endpoint="192.0.2.7:51820", keepalive=25) for k in keys[100:]])
+    backend.readd_peers(gw.wg, [(k, (f"{derive.lladdr_from_key(k)}/128",)) for k in keys[100:]])
+    readded = backend.device(gw.wg).peers
+    assert {(p.endpoint, p.keepalive) for p in readded.values()} == {(None, 0)}
+    assert readded[keys[100]].allowed_ips == (f"{derive.lladdr_from_key(keys[100])}/128",)
 
 
 def test_auto_selects_userspace_for_wireguard_go_and_reports_missing_interfaces(gateways):

@@ -27,7 +27,7 @@ from tests.support.net import in_netns
 from tests.support.procs import out, wait_until
 from wgmesh import derive
 from wgmesh.worker import reconcile
-from wgmesh.worker.backend import InterfaceMissing
+from wgmesh.worker.backend import InterfaceMissing, PeerUpdate
 from wgmesh.worker.kernel import KernelBackend, _BatchWireGuard, read_consistent_dump
 from wgmesh.worker.links import Links
 
@@ -203,6 +203,25 @@ def test_removal_of_present_and_already_gone_peers(kernel_gateway):
 
     assert in_netns(gw.netns, add_remove_twice) == set(keys[300:])
     assert set(gw.wg_dump()) == set(keys[300:])
+
+
+def test_readd_drops_endpoints_and_keepalives_and_keeps_allowed_ips(kernel_gateway):
+    """wgmesh-ha demote's request: each peer removed and added back in one message (over more
+    than one chunk here)."""
+    gw = kernel_gateway(vxlan=False)
+    keys = fake_keys(300, "readd" + gw.netns)
+    backend = KernelBackend()
+
+    def readd():
+        backend.set_peers(gw.wg, [(k, (f"{lladdr(k)}/128",)) for k in keys])
+        backend.update_peers(gw.wg, [PeerUpdate(k, endpoint="192.0.2.7:51820", keepalive=25) for k in keys])
+        backend.readd_peers(gw.wg, [(k, (f"{lladdr(k)}/128",)) for k in keys])
+        return backend.device(gw.wg).peers
+
+    peers = in_netns(gw.netns, readd)
+    assert set(peers) == set(keys)
+    assert {(p.endpoint, p.keepalive) for p in peers.values()} == {(None, 0)}
+    assert all(peers[k].allowed_ips == (f"{lladdr(k)}/128",) for k in keys)
 
 
 def test_missing_interface_is_reported_as_missing(kernel_gateway):

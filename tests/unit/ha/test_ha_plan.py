@@ -90,3 +90,20 @@ def test_re_added_static_peer_goes_straight_to_its_keepalive():
     assert todo.readd == [peer]
     assert todo.trigger == [PeerUpdate(GATEWAY, keepalive=25)]  # 0 after the re-add -> 25 sends
     assert todo.undo == []
+
+
+def test_a_static_peer_without_a_learnt_endpoint_gets_its_configured_one():
+    # a fresh pair: the partner never told us where the other gateway is; the inventory did
+    todo = promotion_plan(peers(Peer(GATEWAY)), {}, NOW, configured={GATEWAY: "203.0.113.9:40011"})
+    assert todo.endpoints == [PeerUpdate(GATEWAY, endpoint="203.0.113.9:40011")]
+    assert todo.triggered == [GATEWAY]
+    assert todo.learnt_applied == 0 and todo.configured_applied == 1
+
+
+def test_a_learnt_endpoint_wins_over_the_configured_one():
+    # the other gateway is reached at another address than its name says (NAT, roaming)
+    todo = promotion_plan(
+        peers(Peer(GATEWAY)), {GATEWAY: "198.51.100.9:40011"}, NOW, configured={GATEWAY: "203.0.113.9:40011"}
+    )
+    assert todo.endpoints == [PeerUpdate(GATEWAY, endpoint="198.51.100.9:40011")]
+    assert todo.configured_applied == 0

@@ -27,6 +27,7 @@ MEMBER = {
     "wgmesh_gateway_identity": "gw1",
     "wgmesh_ha_vips": ["192.0.2.10/24", "2001:db8::10/64"],
     "wgmesh_ha_virtual_router_id": 51,
+    "wgmesh_gateway_external_name": "gw1.example.net",
 }
 HOSTVARS = {"gw1a": {**MEMBER, "wgmesh_ha_priority": 150}, "gw1b": {**MEMBER, "wgmesh_ha_priority": 100}, "gw2": {}}
 

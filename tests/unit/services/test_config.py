@@ -215,3 +215,34 @@ def test_worker_ha_will_delay():
     assert make_config(worker={"ha_will_delay": 0}).worker.ha_will_delay == 0  # the will at once
     with pytest.raises(ConfigError, match=r"worker\.ha_will_delay: must be an integer 0-4294967295"):
         make_config(worker={"ha_will_delay": -1})
+
+
+KEY2 = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="
+
+
+def test_static_peers_as_a_list_have_no_endpoint():
+    assert make_config(worker={"static_peers": [KEY1]}).worker.static_peers == {KEY1: None}
+
+
+def test_static_peers_may_map_keys_to_the_endpoints_wgmesh_ha_applies_on_promotion():
+    cfg = make_config(worker={"static_peers": {KEY1: "gw2.example.net:40011", KEY2: None}})
+    assert cfg.worker.static_peers == {KEY1: "gw2.example.net:40011", KEY2: None}
+    assert KEY1 in frozenset(cfg.worker.static_peers)  # the worker protects the keys alike
+
+
+@pytest.mark.parametrize(
+    ("peers", "problem"),
+    [
+        ({"nokey": None}, "worker.static_peers.nokey: is not a WireGuard public key"),
+        ({LOW_ORDER: None}, f"worker.static_peers.{LOW_ORDER}: is a low-order Curve25519 point"),
+        ({KEY1: "gw2.example.net"}, f"worker.static_peers.{KEY1}: endpoint 'gw2.example.net' is not HOST:PORT"),
+        ({KEY1: "gw2:0"}, f"worker.static_peers.{KEY1}: endpoint 'gw2:0' is not HOST:PORT with a port 1-65535"),
+        ({KEY1: "2001:db8::1:4242"}, f"worker.static_peers.{KEY1}: endpoint '2001:db8::1:4242': an IPv6 address goes"),
+        ({KEY1: 4242}, f"worker.static_peers.{KEY1}: must be an endpoint HOST:PORT or null, got 4242"),
+        ("gw2", "worker.static_peers: must be a list of public keys or a mapping of public key to endpoint"),
+    ],
+)
+def test_a_bad_static_peer_is_named_with_its_key(peers, problem):
+    with pytest.raises(ConfigError) as err:
+        make_config(worker={"static_peers": peers})
+    assert problem in str(err.value)

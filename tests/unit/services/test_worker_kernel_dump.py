@@ -26,6 +26,7 @@ from wgmesh import derive
 from wgmesh.worker.backend import PeerUpdate
 from wgmesh.worker.kernel import (
     DumpInconsistent,
+    build_readd_message,
     build_set_message,
     build_update_message,
     merge_device_dump,
@@ -171,6 +172,31 @@ def test_batched_set_message_carries_every_peer():
     for p in peers:
         assert p.get_attr("WGPEER_A_ENDPOINT") is None
         assert p.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") is None
+
+
+def test_readd_message_removes_each_peer_then_adds_it_back_without_endpoint_or_keepalive():
+    # the kernel applies the entries in order: remove, then a new peer with the same key
+    msg = build_readd_message("wg-test", [(KEY_A, ("fe80::1/128", "10.0.0.0/24")), (KEY_B, ("fe80::2/128",))])
+    msg["header"]["type"] = 0x20
+    msg.encode()
+    decoded = wgmsg(msg.data)
+    decoded.decode()
+    got = [
+        (
+            p.get_attr("WGPEER_A_PUBLIC_KEY").decode(),
+            p.get_attr("WGPEER_A_FLAGS"),
+            [ip["addr"] for ip in p.get_attr("WGPEER_A_ALLOWEDIPS") or []],
+            p.get_attr("WGPEER_A_ENDPOINT"),
+            p.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL"),
+        )
+        for p in decoded.get_attr("WGDEVICE_A_PEERS")
+    ]
+    assert got == [
+        (KEY_A, WGPEER_F_REMOVE_ME, [], None, None),
+        (KEY_A, 0, ["fe80::1/128", "10.0.0.0/24"], None, None),
+        (KEY_B, WGPEER_F_REMOVE_ME, [], None, None),
+        (KEY_B, 0, ["fe80::2/128"], None, None),
+    ]
 
 
 def test_set_message_adds_without_replacing_allowed_ips_by_default():

@@ -11,6 +11,7 @@ import pytest
 from wgmesh.worker.backend import PeerUpdate
 from wgmesh.worker.uapi import (
     UapiProtocolError,
+    format_readd,
     format_set,
     format_update,
     hex_to_key,
@@ -102,6 +103,15 @@ def test_format_set_adds_and_removes():
         "\n"
     )
     assert "endpoint" not in text and "keepalive" not in text  # nodes are never dialled
+
+
+def test_format_readd_removes_then_adds_each_peer_in_one_request():
+    text = format_readd([(KEY_A, ("fe80::1/128",)), (KEY_B, ())])
+    a, b = key_to_hex(KEY_A), key_to_hex(KEY_B)
+    assert text == (
+        f"set=1\npublic_key={a}\nremove=true\npublic_key={a}\nallowed_ip=fe80::1/128\n"
+        f"public_key={b}\nremove=true\npublic_key={b}\n\n"
+    )
 
 
 def test_format_set_replaces_allowed_ips_only_when_asked():

@@ -14,6 +14,7 @@ def member(priority, **extra):
         "wgmesh_ha_vips": VIPS,
         "wgmesh_ha_virtual_router_id": 51,
         "wgmesh_ha_priority": priority,
+        "wgmesh_gateway_external_name": "gw1.example.net",
         **extra,
     }
 
@@ -31,6 +32,7 @@ def test_a_pair_names_its_partner_and_addresses_per_family():
         "vips": {4: "192.0.2.1/24", 6: "2001:db8::1/64"},
         "virtual_router_id": 51,
         "priority": 100,
+        "external_name": "gw1.example.net",
     }
 
 
@@ -56,8 +58,25 @@ def test_a_member_without_its_partner_is_named():
         ({"wgmesh_ha_vips": "192.0.2.1/24"}, r"^gw1b: wgmesh_ha_vips must be a non-empty list"),
         ({"wgmesh_ha_virtual_router_id": 256}, r"^gw1b: wgmesh_ha_virtual_router_id must be an integer from 1 to 255"),
         ({"wgmesh_ha_priority": 255}, r"^gw1b: wgmesh_ha_priority must be an integer from 1 to 254"),
+        # the other gateways' one static peer for the pair, and the nodes, reach it at this name: the
+        # VIP's, never a member's own (a member's inventory name is the default of a single gateway)
+        ({"wgmesh_gateway_external_name": None}, r"^gw1b: an HA member must state wgmesh_gateway_external_name"),
+        (
+            {"wgmesh_gateway_external_name": "gw1b.example.net"},
+            r"^gw1a: wgmesh_gateway_external_name 'gw1.example.net' differs from 'gw1b.example.net' of .* gw1b",
+        ),
     ],
 )
 def test_a_bad_pair_fails_naming_host_and_variable(override, message):
     with pytest.raises(AnsibleFilterError, match=message):
         wg_ha_pair("gw1a", ["gw1a", "gw1b"], pair(**override))
+
+
+def test_an_external_address_must_be_one_of_the_pairs_virtual_addresses():
+    hostvars = pair(wgmesh_gateway_external_name="192.0.2.7")
+    hostvars["gw1a"]["wgmesh_gateway_external_name"] = "192.0.2.7"
+    with pytest.raises(AnsibleFilterError, match=r"^gw1a: wgmesh_gateway_external_name '192.0.2.7' is an address"):
+        wg_ha_pair("gw1a", ["gw1a", "gw1b"], hostvars)
+    for address in ("192.0.2.1", "2001:db8::1"):
+        hostvars["gw1a"]["wgmesh_gateway_external_name"] = hostvars["gw1b"]["wgmesh_gateway_external_name"] = address
+        assert wg_ha_pair("gw1a", ["gw1a", "gw1b"], hostvars)["external_name"] == address
