@@ -92,9 +92,9 @@ def test_another_gateway_loads_the_pair_at_its_endpoint():
 
 @pytest.mark.parametrize("member", ["gw1a", "gw1b"])
 def test_a_pair_member_loads_the_others_without_endpoint(member):
-    text = peers_file(member)
-    assert "Endpoint" not in text, "a standby must never send with the pair's key (docs/ha.md)"
-    assert [p["public_key"] for p in parse_peers(text)] == [PUBKEYS["gw2"]["wg-welt"]]
+    peers = parse_peers(peers_file(member))
+    assert [p["public_key"] for p in peers] == [PUBKEYS["gw2"]["wg-welt"]]
+    assert [p["endpoint"] for p in peers] == [None], "a standby must never send with the pair's key (docs/ha.md)"
 
 
 def test_the_file_is_root_only_and_named_in_the_env_file_the_unit_reads():
@@ -102,7 +102,7 @@ def test_the_file_is_root_only_and_named_in_the_env_file_the_unit_reads():
     assert (write["owner"], write["group"], write["mode"]) == ("root", "root", "0600")
     item = {"ifs": {"wg": "wg-welt"}, "key_path": "/k", "port": 1, "lladdr": "fe80::1", "peers_path": PEERS_PATH}
     env = role_environment(ROLE).get_template("wg.env.j2").render(ansible_managed="managed", item=item)
-    assert f"WG_PEERS_FILE={PEERS_PATH}\n" in env
+    assert f"WG_PEERS_FILE={PEERS_PATH}" in env.splitlines()
     assert write["dest"] == "{{ item.peers_path }}"
 
 
@@ -122,8 +122,10 @@ def test_the_unit_loads_the_file_after_the_key_and_never_replaces_peers(userspac
     assert loads and min(loads) > identity, lines
     assert all("${WG_PEERS_FILE}" in lines[i] for i in loads), lines
     assert not any(re.search(r"\b(setconf|syncconf)\b", line) for line in lines), "would drop the worker's peers"
-    # The keys and allowed IPs need no name lookup: that load may fail the unit. The endpoints may
-    # not resolve at boot (the unit runs before network.target), so their load must never fail it.
+    # A failed load must not take the device, and so every node, down (a "-" prefix).
+    assert all(lines[i].split("=", 1)[1].startswith("-") for i in loads), lines
+    # Keys and allowed IPs first, which need no name lookup; the endpoints may not resolve at boot
+    # (the unit runs before network.target): wg retries in the background, the unit goes on.
     without_endpoints, with_endpoints = (lines[i] for i in loads)
     assert "Endpoint" in without_endpoints and "/dev/stdin" in without_endpoints
     assert "WG_ENDPOINT_RESOLUTION_RETRIES=infinity" in with_endpoints and with_endpoints.rstrip().endswith(
