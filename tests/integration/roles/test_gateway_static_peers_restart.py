@@ -12,9 +12,12 @@ Type=forking waits for the same fork), and "started" is its control socket appea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -46,14 +49,24 @@ def device(tmp_path):
         pytest.skip("network namespaces and TUN devices need root")
     suffix = f"{os.getpid() % 10000}{secrets.token_hex(2)}"
     state = {"netns": f"h7-{suffix}", "wg": f"wgs{suffix}", "daemon": None}
+    # `ip netns exec` bind-mounts /etc/netns/<netns>/hosts over /etc/hosts: a resolver of our own.
+    etc = Path("/etc/netns") / state["netns"]
+    etc.mkdir(parents=True)
+    state["hosts"] = etc / "hosts"
+    state["hosts"].write_text("127.0.0.1 localhost\n")
     run("ip", "netns", "add", state["netns"])
     try:
         yield state
     finally:
         if state["daemon"] is not None:
             terminate(state["daemon"], timeout=5)
+        # A `wg` still retrying a name in the background: only processes of this namespace.
+        for pid in out("ip", "netns", "pids", state["netns"], check=False).split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
         run("ip", "netns", "del", state["netns"], check=False)
         (SOCKETS / f"{state['wg']}.sock").unlink(missing_ok=True)
+        shutil.rmtree(etc)
 
 
 def render_role_files(conf_dir: Path, wg: str, static_peers: list[dict]) -> UnitCommands:
@@ -121,8 +134,10 @@ def test_static_peers_come_back_after_a_restart_and_node_peers_stay_through_a_lo
     wait_until(lambda: peers(device) == want, 10, what=f"the static peers\n{peers(device)}\n{log.read_text()}")
 
     stop(device)
+    began = time.monotonic()
     start(unit, device, log)
     wait_until(lambda: peers(device) == want, 10, what=f"the static peers again\n{peers(device)}\n{log.read_text()}")
+    print(f"\nstatic peers back {time.monotonic() - began:.2f} s after wireguard-go was started again")
 
     # A node peer the worker adds, then the unit's loads once more (what a restart of the kernel
     # variant runs on its surviving device): addconf adds, it never removes or widens.
@@ -133,3 +148,22 @@ def test_static_peers_come_back_after_a_restart_and_node_peers_stay_through_a_lo
     with_node = want | {node: ("(none)", f"{node_ll}/128")}
     what = f"the node peer kept and the static peers unchanged\n{peers(device)}\n{log.read_text()}"
     wait_until(lambda: peers(device) == with_node, 10, what=what)
+
+
+def test_at_boot_the_keys_load_at_once_and_an_endpoint_once_its_name_resolves(device, tmp_path):
+    """A boot before the uplink: the namespace has no route, so the name lookup fails for now
+    (EAI_AGAIN) and wg retries in the background while the unit carries on."""
+    gw2 = new_key()
+    gw2_ll = str(derive.lladdr_from_key(gw2))
+    static = [{"public_key": gw2, "endpoint": "gw2.example.net:40012", "allowed_ips": [f"{gw2_ll}/128"]}]
+    unit = render_role_files(tmp_path, device["wg"], static)
+    log = tmp_path / "unit.log"
+
+    start(unit, device, log)  # returns: no load waits for the name
+    assert peers(device) == {gw2: ("(none)", f"{gw2_ll}/128")}, log.read_text()
+
+    with device["hosts"].open("a") as hosts:  # the uplink is up: the name resolves
+        hosts.write("127.0.0.2 gw2.example.net\n")
+    want = {gw2: ("127.0.0.2:40012", f"{gw2_ll}/128")}
+    wait_until(lambda: peers(device) == want, 60, what=f"the endpoint\n{peers(device)}\n{log.read_text()}")
+    assert "Temporary failure in name resolution" in log.read_text()
