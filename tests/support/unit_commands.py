@@ -56,7 +56,7 @@ class UnitCommands:
             )
         return proc, counts
 
-    def run(self, kind: str, netns: str, log: Path) -> None:
+    def execute(self, kind: str, netns: str, log: Path) -> None:
         """Each `kind` line (ExecStartPost, ...) in order, each after the one before has exited."""
         for line in self.lines.get(kind, []):
             proc, counts = self.start(line, netns, log)

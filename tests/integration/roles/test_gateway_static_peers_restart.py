@@ -96,7 +96,7 @@ def start(unit: UnitCommands, device: dict, log: Path) -> None:
     (line,) = unit.lines["ExecStart"]
     device["daemon"], _ = unit.start(line, device["netns"], log, WG_PROCESS_FOREGROUND="1")
     wait_until(lambda: (SOCKETS / f"{device['wg']}.sock").exists(), 10, what=f"{device['wg']} socket")
-    unit.run("ExecStartPost", device["netns"], log)
+    unit.execute("ExecStartPost", device["netns"], log)
 
 
 def stop(device: dict) -> None:
@@ -144,7 +144,7 @@ def test_static_peers_come_back_after_a_restart_and_node_peers_stay_through_a_lo
     run(
         "ip", "netns", "exec", device["netns"], "wg", "set", device["wg"], "peer", node, "allowed-ips", f"{node_ll}/128"
     )
-    unit.run("ExecStartPost", device["netns"], log)
+    unit.execute("ExecStartPost", device["netns"], log)
     with_node = want | {node: ("(none)", f"{node_ll}/128")}
     what = f"the node peer kept and the static peers unchanged\n{peers(device)}\n{log.read_text()}"
     wait_until(lambda: peers(device) == with_node, 10, what=what)
