@@ -23,7 +23,7 @@ class UnitCommands:
             if not sep or line.startswith("#"):
                 continue
             if key == "Environment":
-                name, _, setting = value.partition("=")
+                name, dummy, setting = value.partition("=")
                 self.env[name] = setting
             elif key == "EnvironmentFile":
                 self.env.update(read_env_file(Path(self.specifiers(value))))
@@ -68,6 +68,6 @@ def read_env_file(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
+            name, dummy, value = line.partition("=")
             env[name.strip()] = value.strip()
     return env

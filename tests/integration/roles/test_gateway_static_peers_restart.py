@@ -94,8 +94,8 @@ def render_role_files(conf_dir: Path, wg: str, static_peers: list[dict]) -> Unit
 
 def start(unit: UnitCommands, device: dict, log: Path) -> None:
     (line,) = unit.lines["ExecStart"]
-    device["daemon"], _ = unit.start(line, device["netns"], log, WG_PROCESS_FOREGROUND="1")
-    wait_until(lambda: (SOCKETS / f"{device['wg']}.sock").exists(), 10, what=f"{device['wg']} socket")
+    device["daemon"], dummy = unit.start(line, device["netns"], log, WG_PROCESS_FOREGROUND="1")
+    wait_until((SOCKETS / f"{device['wg']}.sock").exists, 10, what=f"{device['wg']} socket")
     unit.execute("ExecStartPost", device["netns"], log)
 
 
