@@ -156,3 +156,18 @@ def test_keepalived_accepts_the_config(tmp_path):
         ["keepalived", "--config-test", "--use-file", str(conf)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_stopping_keepalived_demotes_this_member():
+    # keepalived's own STOP notice does not reach wgmesh-ha on a clean stop (its notify_fifo_script
+    # stops with it; seen in molecule/ha's rolling maintenance: the stopped member kept saying
+    # "active"), so the unit demotes after every stop, clean or not, with the fifo's arguments.
+    dropin = templar().template(trusted((ROLE / "templates" / "keepalived-wgmesh.conf.j2").read_text()))
+    stop_post = [line.split("=", 1)[1] for line in dropin.splitlines() if line.startswith("ExecStopPost=")]
+    assert len(stop_post) == 1, dropin
+    demote = stop_post[0].split()
+    fifo = re.search(r'notify_fifo_script "([^"]*)"', block(render(), "global_defs")).group(1).split()
+    assert demote[:2] == ["/opt/wgmesh/venv/bin/wgmesh-ha", "demote"]
+    # the same config, addresses and state file as the fifo; demote takes no --instance
+    fifo_args = fifo[2 : fifo.index("--instance")]
+    assert demote[2:] == fifo_args
