@@ -24,6 +24,7 @@ from tests.support.ha_pair import (
     Node,
     endpoints_of,
     pair_acl,
+    set_role,
     start_member,
 )
 from tests.support.keys import new_key
@@ -112,6 +113,26 @@ def test_a_rebuilt_standby_gets_its_partners_keys_and_endpoints_but_applies_no_e
     print(f"\nrebuilt standby: the partner's 21 keys and the endpoint after {time.monotonic() - started:.2f} s")
     assert endpoints_of(b) == {}, "a standby must not send to what it learnt"
     assert not synced(a), "an active member hears no partner: no marker"
+
+
+def test_a_member_demoted_late_follows_what_its_partner_sent_while_it_was_still_active(gateways, pair_broker, domain):
+    # Seen in molecule/ha's rolling maintenance: the member that handed over restarted its worker
+    # while its state file still said active, so the partner's retained set arrived then and was
+    # ignored; demoted a moment later, it waited for a message the partner had no reason to send
+    # (nothing changed), and never became synced.
+    a, b = gateways(), gateways()
+    start_member(b, pair_broker.port, domain, CLIENT_IDS[1], state.ACTIVE, **sync_files(b))
+    wait_until(lambda: "MQTT connected" in b.log_text(), what=f"b connected\n{b.log_text()}")
+    keys = [new_key() for dummy in range(5)]
+    publish_keys(pair_broker.port, domain, keys)
+    wait_until(lambda: b.has_all(keys), what=f"keys on b\n{b.log_text()}")
+    start_member(a, pair_broker.port, domain, CLIENT_IDS[0], state.ACTIVE, **sync_files(a))  # still "active"
+    wait_until(lambda: "MQTT connected" in a.log_text(), what=f"a connected\n{a.log_text()}")
+    time.sleep(1)  # b's retained message reached a while a was active
+    assert not synced(a)
+    set_role(a, state.STANDBY)
+    wait_until(lambda: synced(a), what=f"a's synced marker after its demotion\n{a.log_text()}")
+    assert a.has_all(keys)  # its partner's set, which a (a new session) never got from the broker
 
 
 def test_the_standby_follows_its_partners_removals_but_never_its_own_silence(gateways, pair_broker, domain, nodes):
