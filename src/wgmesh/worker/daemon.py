@@ -200,9 +200,11 @@ class Worker:
                 self.publish_metrics()
                 self.ha_sync.send_changes()
         partner = [e for e in events if isinstance(e, PartnerPeers)]
-        if partner and not self.ha_role.active:  # an active member follows nobody
-            for msg in partner:
-                self.ha_sync.follow(msg)
+        if partner:
+            self.ha_sync.hear(partner)
+        demoted = roles and not roles[-1].active
+        if (partner or demoted) and not self.ha_role.active:  # an active member follows nobody
+            self.ha_sync.follow_heard()
             self.save_journal()
         for event in events:
             if isinstance(event, LinkChanged):

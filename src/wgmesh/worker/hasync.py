@@ -61,6 +61,9 @@ class HaSync:
         self.held: dict[str, set[str]] = {}  # domain -> the journal's keys at the last check
         self.dropped: dict[str, dict[str, float]] = {}  # domain -> key -> when it left the journal
         self.partner: dict[str, sync.PartnerPeers] = {}  # domain -> the last message followed
+        # domain -> the partner's newest message, heard active or not: a member demoted after
+        # the partner's (retained) set arrived must not wait for another one
+        self.heard: dict[str, sync.PartnerPeers] = {}
         self.learnt: dict[str, dict[str, str]] = {}
         self._set_synced(False)  # not synced until the partner was heard by this process
 
@@ -102,6 +105,17 @@ class HaSync:
         self.held.clear()
 
     # --- standby ----------------------------------------------------------------
+    def hear(self, msgs: list[sync.PartnerPeers]) -> None:
+        """Keep the partner's newest message per domain (each is its whole set)."""
+        for msg in msgs:
+            last = self.heard.get(msg.domain)
+            if last is None or msg.time >= last.time:
+                self.heard[msg.domain] = msg
+
+    def follow_heard(self) -> None:
+        for msg in list(self.heard.values()):
+            self.follow(msg)
+
     def follow(self, msg: sync.PartnerPeers) -> None:
         last = self.partner.get(msg.domain)
         if last is not None and msg.time < last.time:
