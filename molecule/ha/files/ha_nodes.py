@@ -8,7 +8,7 @@ A node is what a Gluon node's wgkex client makes: its own key, POSTed to the bro
 whose answer (the pair's address, port, public key and link address) becomes the one peer of a
 wireguard-go interface wgn<i>, with a persistent keepalive of 25 s and the link-local address
 the worker derives from the node's key. Even-numbered nodes send data (a ping through the
-tunnel every 0.2 s, a transient systemd unit logging to LOG_DIR); odd ones only keepalives.
+tunnel every 0.2 s, a transient systemd unit); odd ones only keepalives.
 State in STATE; every process this starts is a transient unit or a wireguard-go named wgn<i>.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -105,22 +104,22 @@ def last_handshake(ifname: str) -> float:
     return int(fields.get("last_handshake_time_sec", 0)) + int(fields.get("last_handshake_time_nsec", 0)) / 1e9
 
 
-def first_reply(ifname: str, since: float) -> float | None:
-    for line in (LOG_DIR / f"{ifname}.ping").read_text().splitlines():
-        match = re.match(r"\[(\d+\.\d+)\] \d+ bytes from", line)
-        if match and float(match.group(1)) > since:
-            return float(match.group(1))
-    return None
-
-
 def outages(since: float) -> dict:
-    """A data node is back with its first ping reply after SINCE; a keepalive-only node with its
-    first handshake after SINCE (the new member's trigger; it sends nothing that would start one)."""
+    """Per node, when it had a session with the pair again after SINCE: its first completed
+    handshake (the new member's trigger; a keepalive-only node never starts one itself, a data
+    node only after 15 s). A data node's ping unit must still run (it sends data throughout).
+    ping's own log is not read: ping buffers its output to a file, so it lags by kilobytes."""
     result = {}
     for node in json.loads(STATE.read_text()):
-        back = first_reply(node["ifname"], since) if node["data"] else last_handshake(node["ifname"])
-        back = back if back and back > since else None
-        result[node["ifname"]] = {"data": node["data"], "outage": None if back is None else round(back - since, 3)}
+        back = last_handshake(node["ifname"])
+        unit = f"wgmesh-node-{node['ifname']}"
+        running = subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
+        pinging = node["data"] and running
+        result[node["ifname"]] = {
+            "data": node["data"],
+            "pinging": pinging,
+            "outage": round(back - since, 3) if back > since else None,
+        }
     return result
 
 
