@@ -14,6 +14,7 @@ State in STATE; every process this starts is a transient unit or a wireguard-go 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -78,13 +79,18 @@ def up(count: int) -> None:
         sh("wg", "set", ifname, "private-key", "/dev/stdin", "listen-port", str(20000 + index),
            "peer", gateway["PublicKey"], "endpoint", f"{gateway['Address']}:{gateway['Port']}",
            "allowed-ips", f"{target}/128", "persistent-keepalive", KEEPALIVE, stdin=private)  # fmt: skip
+        # Only the derived address, as on a Gluon node: the kernel's own link-local would be the
+        # ping's source, which the gateway drops (not the node's allowed IP there).
+        sh("ip", "link", "set", "dev", ifname, "addrgenmode", "none")
         sh("ip", "address", "add", f"{lladdr_from_key(public)}/64", "dev", ifname, "nodad")
         sh("ip", "link", "set", ifname, "up")
         node = {"ifname": ifname, "public_key": public, "target": target, "data": index % 2 == 0}
         if node["data"]:
             # -D: each reply with its epoch time; -O: a line for each missed reply too
-            sh("systemd-run", f"--unit=wgmesh-node-{ifname}", f"--property=StandardOutput=file:{LOG_DIR}/{ifname}.ping",
-               "ping", "-6", "-D", "-O", "-n", "-i", PING_INTERVAL, "-I", ifname, f"{target}%{ifname}")  # fmt: skip
+            # stdbuf -oL: a line per reply as it comes (ping buffers a file by kilobytes)
+            unit, log = f"--unit=wgmesh-node-{ifname}", f"--property=StandardOutput=file:{LOG_DIR}/{ifname}.ping"
+            ping = ["ping", "-6", "-D", "-n", "-i", PING_INTERVAL, "-I", ifname, f"{target}%{ifname}"]
+            sh("systemd-run", unit, log, "stdbuf", "-oL", *ping)
         nodes.append(node)
     STATE.write_text(json.dumps(nodes, indent=1))
 
@@ -104,21 +110,41 @@ def last_handshake(ifname: str) -> float:
     return int(fields.get("last_handshake_time_sec", 0)) + int(fields.get("last_handshake_time_nsec", 0)) / 1e9
 
 
+def replies(ifname: str) -> list[float]:
+    """The times of a data node's ping replies: `[1764493000.123456] 64 bytes from ...`."""
+    lines = (LOG_DIR / f"{ifname}.ping").read_text().splitlines()
+    return [float(line[1 : line.index("]")]) for line in lines if line.startswith("[") and " bytes from " in line]
+
+
+def back_after(times: list[float], since: float) -> float | None:
+    """When traffic flowed again after SINCE: the reply that ends the longest silence from a
+    second before SINCE on (a reply the dying member sent in the crash's first milliseconds
+    does not end the outage)."""
+    window = [t for t in times if t >= since - 1]
+    if len(window) < 2:
+        return None
+    gaps = [(later - earlier, later) for earlier, later in itertools.pairwise(window)]
+    return max(gaps)[1]
+
+
 def outages(since: float) -> dict:
-    """Per node, when it had a session with the pair again after SINCE: its first completed
-    handshake (the new member's trigger; a keepalive-only node never starts one itself, a data
-    node only after 15 s). A data node's ping unit must still run (it sends data throughout).
-    ping's own log is not read: ping buffers its output to a file, so it lags by kilobytes."""
+    """Per node, when it carried traffic again after SINCE. A data node: the ping reply that
+    ended its outage (its ping unit must still run). A keepalive-only node: its first completed
+    handshake, which only the new member's trigger starts (such a node never starts one)."""
     result = {}
     for node in json.loads(STATE.read_text()):
-        back = last_handshake(node["ifname"])
-        unit = f"wgmesh-node-{node['ifname']}"
-        running = subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
-        pinging = node["data"] and running
-        result[node["ifname"]] = {
+        ifname = node["ifname"]
+        if node["data"]:
+            unit = f"wgmesh-node-{ifname}"
+            running = subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
+            back = back_after(replies(ifname), since)
+        else:
+            running, handshake = False, last_handshake(ifname)
+            back = handshake if handshake > since else None
+        result[ifname] = {
             "data": node["data"],
-            "pinging": pinging,
-            "outage": round(back - since, 3) if back > since else None,
+            "pinging": running,
+            "outage": round(back - since, 3) if back is not None else None,
         }
     return result
 
