@@ -2,6 +2,7 @@
 
     ha_nodes.py up COUNT         register COUNT nodes at the broker and bring their tunnels up
     ha_nodes.py outages SINCE    per node, when its tunnel carried traffic again after SINCE (JSON)
+    ha_nodes.py gaps SINCE UNTIL per data node, its longest time without a ping reply in between (JSON)
     ha_nodes.py ping             one ping through every node's tunnel (JSON: node -> ok)
 
 A node is what a Gluon node's wgkex client makes: its own key, POSTed to the broker's v2 API,
@@ -127,6 +128,24 @@ def back_after(times: list[float], since: float) -> float | None:
     return max(gaps)[1]
 
 
+def gaps(since: float, until: float) -> dict:
+    """Per data node, the longest time between two of its ping replies from SINCE to UNTIL
+    (the window's edges count as replies: a node silent throughout shows the whole window),
+    and whether its ping still runs. Keepalive-only nodes send nothing to time."""
+    result = {}
+    for node in json.loads(STATE.read_text()):
+        if not node["data"]:
+            continue
+        ifname = node["ifname"]
+        times = [since, *(t for t in replies(ifname) if since < t < until), until]
+        running = subprocess.run(["systemctl", "is-active", "--quiet", f"wgmesh-node-{ifname}"], check=False)
+        result[ifname] = {
+            "longest": round(max(later - earlier for earlier, later in itertools.pairwise(times)), 3),
+            "pinging": running.returncode == 0,
+        }
+    return result
+
+
 def outages(since: float) -> dict:
     """Per node, when it carried traffic again after SINCE. A data node: the ping reply that
     ended its outage (its ping unit must still run). A keepalive-only node: its first completed
@@ -164,6 +183,8 @@ def main() -> int:
         up(int(sys.argv[2]))
     elif command == "outages":
         print(json.dumps(outages(float(sys.argv[2]))))
+    elif command == "gaps":
+        print(json.dumps(gaps(float(sys.argv[2]), float(sys.argv[3]))))
     elif command == "ping":
         print(json.dumps(ping()))
     else:

@@ -20,6 +20,7 @@ import testinfra
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.support.molecule import INVENTORY, podman_host
 from tests.support.procs import wait_until
+from wgmesh.config import WorkerConfig
 from wgmesh.ha.route import DEFAULT_FWMARK, DEFAULT_TABLE
 
 VIPS = {"inet": "10.89.52.100/24", "inet6": "fd00:5180::100/64"}
@@ -53,9 +54,7 @@ def nodes_host():
 
 @pytest.fixture(scope="module")
 def node_keys(nodes_host):
-    return [
-        node["public_key"] for node in json.loads(nodes_host.file("/var/lib/wgmesh-nodes/nodes.json").content_string)
-    ]
+    return [node["public_key"] for node in json.loads(nodes_host.file(NODES_STATE).content_string)]
 
 
 def test_the_partner_holds_both_families(survivor):
@@ -89,7 +88,7 @@ def test_keepalived_runs_the_checked_config(survivor):
 def test_the_survivor_was_synced_with_its_partner(survivor):
     # the worker's marker, which keepalived's weighted track script reads: the standby held
     # its partner's full set before it took over
-    assert survivor.file("/var/lib/wgmesh/ha-synced").exists
+    assert survivor.file(WorkerConfig.ha_synced_file).exists
 
 
 def test_every_node_is_back_after_the_takeover(nodes_host):
@@ -111,6 +110,26 @@ def test_every_node_is_back_after_the_takeover(nodes_host):
     assert not not_back, f"no traffic since the crash on {not_back}"
     pings = json.loads(nodes_host.check_output(f"{NODES_TOOL} ping"))
     assert all(pings.values()), f"no ping through the tunnel of {[n for n, ok in pings.items() if not ok]}"
+
+
+def test_traffic_flowed_through_the_rolling_maintenance():
+    # side_effect.yml ran playbooks/rolling-maintenance.yml while the data nodes pinged: the
+    # standby's worker restarted, then the active member handed over to it (a clean stop) and
+    # restarted its own. Each data node's longest silence in that window, as measured.
+    start = float((EPHEMERAL / "maintenance-start").read_text())
+    end = float((EPHEMERAL / "maintenance-end").read_text())
+    gaps = json.loads((EPHEMERAL / "maintenance-gaps.json").read_text())
+    print("\nLongest silence per data node during the rolling maintenance (s; no limit asserted):")
+    for name, node in gaps.items():
+        print(f"  {name} {node['longest']}")
+    assert gaps, "no data node was measured"
+    stopped = [name for name, node in gaps.items() if not node["pinging"]]
+    assert not stopped, f"the data nodes {stopped} stopped pinging"
+    # A node cut off for the whole window would show the window itself as its silence.
+    window = end - start
+    print(f"  (the maintenance took {window:.0f} s)")
+    cut_off = [name for name, node in gaps.items() if node["longest"] >= window]
+    assert not cut_off, f"no ping reply at all during the maintenance on {cut_off}"
 
 
 def test_no_peer_was_lost_on_either_member(survivor, node_keys):
