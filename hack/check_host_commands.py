@@ -22,7 +22,8 @@ Where it looks (what runs on the host):
 
 Not scanned, because their commands run inside a VM or container, whose image
 installs its own packages: molecule/*/tests/ and molecule/site/survival/ (testinfra runs commands on the
-instance), molecule/shared/vm/rootfs/ (files copied into the VM image), and
+instance), molecule/shared/vm/rootfs/ (files copied into the VM image), a scenario's files/
+(copied into its instances and run there), and
 tasks on Molecule instances. The shell scan is a conservative regex: it reads
 only the first word of each simple command, so a command hidden in a variable
 is not seen.
@@ -42,7 +43,12 @@ import yaml
 PYTHON_DIRS = ("tests", "bench", "hack", "molecule")
 SHELL_DIRS = ("hack", "tests/images/container")
 # Commands in these run inside a VM or container, not on the host (see above).
-INSIDE_INSTANCES = ("molecule/*/tests/*", "molecule/site/survival/*", "molecule/shared/vm/rootfs/*")
+INSIDE_INSTANCES = (
+    "molecule/*/tests/*",
+    "molecule/site/survival/*",
+    "molecule/shared/vm/rootfs/*",
+    "molecule/*/files/*",
+)
 # Call names whose first argument is the program to run.
 RUNNERS = {
     "run",
