@@ -17,16 +17,9 @@ has its unit).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import yaml
-
+from tests.support.playbook import LOCAL, run_playbook
 from wgmesh.derive import lladdr_from_key
 
-ROOT = Path(__file__).resolve().parents[3]
 OWN = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="  # the key file that exists already
 OTHER = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="  # another gateway's key
 WG, VX = "wg-chk0", "vx-chk0"  # no such devices on this host
@@ -66,25 +59,8 @@ PLAY = [
 
 
 def test_check_mode_reports_what_it_would_start_and_declare(tmp_path):
-    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    inventory = {"all": {"children": {"gateways": {"hosts": {"gw1": local}}}}}
-    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(PLAY, sort_keys=False))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp_path / "inventory.yml"),
-            str(tmp_path / "play.yml"),
-            "--check",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=False,
-    )
+    inventory = {"all": {"children": {"gateways": {"hosts": {"gw1": LOCAL}}}}}
+    result = run_playbook(tmp_path, inventory, PLAY, "--check")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "failed=0" in output

@@ -7,16 +7,13 @@ Only the `gateway_preflight` tag runs; nothing on the host changes.
 
 from __future__ import annotations
 
-import os
 import platform
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.playbook import LOCAL, run_playbook
+
 DOMAIN = {
     "name": "ffmuc_welt",
     "prefix": "ffmuc_",
@@ -42,25 +39,8 @@ def test_preflight_names_the_missing_kernel_modules(tmp_path):
     missing = _missing_modules()
     if not missing:
         pytest.skip("this kernel has batman-adv and wireguard; nothing to report")
-    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    inventory = {"all": {"vars": {"wgmesh_domains": [DOMAIN]}, "children": {"gateways": {"hosts": {"gw1": local}}}}}
-    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    inventory = {"all": {"vars": {"wgmesh_domains": [DOMAIN]}, "children": {"gateways": {"hosts": {"gw1": LOCAL}}}}}
     play = {"name": "Preflight", "hosts": "gateways", "gather_facts": False, "roles": ["freifunk.wgmesh.gateway"]}
-    (tmp_path / "play.yml").write_text(yaml.safe_dump([play]))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp_path / "inventory.yml"),
-            str(tmp_path / "play.yml"),
-            "--tags",
-            "gateway_preflight",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    result = run_playbook(tmp_path, inventory, [play], "--tags", "gateway_preflight")
     assert result.returncode != 0, result.stdout
     assert f"has no module {', '.join(missing)}." in result.stdout, result.stdout + result.stderr

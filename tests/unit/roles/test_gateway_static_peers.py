@@ -39,8 +39,9 @@ def stack_expression() -> str:
     return task["ansible.builtin.set_fact"]["_gateway_stack"]
 
 
-def peers_of(host: str) -> list[dict]:
-    variables = {
+def stack_variables(host: str) -> dict:
+    """What mesh.yml's stack expression reads, as the role has it on HOST."""
+    return {
         "inventory_hostname": host,
         "hostvars": HOSTVARS,
         "_gateway_others": [h for h in HOSTVARS if h != host],
@@ -48,7 +49,10 @@ def peers_of(host: str) -> list[dict]:
         "_gateway_pubkeys": PUBKEYS,
         "_gateway_pair": PAIRS[host],
     }
-    templar = Templar(loader=DataLoader(), variables=trusted(variables))
+
+
+def peers_of(host: str) -> list[dict]:
+    templar = Templar(loader=DataLoader(), variables=trusted(stack_variables(host)))
     (domain,) = templar.template(trusted(stack_expression()))
     return domain["peers"]
 

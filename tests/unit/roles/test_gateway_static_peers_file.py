@@ -21,7 +21,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
 from tests.support.templates import role_environment, trusted
-from tests.unit.roles.test_gateway_static_peers import DOMAIN, HOSTVARS, PAIRS, PUBKEYS, stack_expression
+from tests.unit.roles.test_gateway_static_peers import PUBKEYS, stack_expression, stack_variables
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "gateway"
 PEERS_PATH = "/etc/wgmesh/gateway/wg-welt.peers.conf"
@@ -32,16 +32,7 @@ def task(file: str, name: str) -> dict:
 
 
 def templar_for(host: str, **extra) -> Templar:
-    variables = {
-        "inventory_hostname": host,
-        "hostvars": HOSTVARS,
-        "_gateway_others": [h for h in HOSTVARS if h != host],
-        "_gateway_domains": [DOMAIN],
-        "_gateway_pubkeys": PUBKEYS,
-        "_gateway_pair": PAIRS[host],
-        **extra,
-    }
-    return Templar(loader=DataLoader(), variables=trusted(variables))
+    return Templar(loader=DataLoader(), variables=trusted({**stack_variables(host), **extra}))
 
 
 def stack_of(host: str) -> dict:
