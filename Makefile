@@ -113,7 +113,9 @@ integration: deps ## Integration tests on this host: namespaces, wireguard-go, m
 molecule: deps ## Molecule scenarios from molecule/scenarios.txt (MOLECULE_SCENARIOS=name for one)
 	@for s in $(MOLECULE_SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; \
+	  start=$$(date +%s); \
 	  molecule test -s $$s || exit 1; \
+	  echo "=== molecule test -s $$s passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
 # The site scenario with the 1,000-peer survival test as its tests (docs/testing.md):
