@@ -18,14 +18,18 @@ from tests.support.templates import trusted
 from wgmesh.config import WorkerConfig
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
-# A member of an HA pair: the worker writes the HA sync files too.
-INVENTORY = {
+# One gateway alone, as the worker role's templates see it.
+GATEWAY = {
     "inventory_hostname": "gw1a",
     "groups": {"gateways": ["gw1a"]},
     "hostvars": {"gw1a": {}},
     "wgmesh_domains": [{"name": "ffmuc_welt", "prefix": "ffmuc_"}],
-    "wgmesh_ha_vips": ["192.0.2.1/24"],
     "_worker_mqtt_password": "secret",
+}
+# A member of an HA pair: the worker writes the HA sync files too.
+INVENTORY = {
+    **GATEWAY,
+    "wgmesh_ha_vips": ["192.0.2.1/24"],
     "ansible_managed": "managed",
     "_wgmesh_daemon_package": "0.0.0-test",
 }
@@ -36,18 +40,21 @@ def _yaml(path: Path):
     return yaml.safe_load(path.read_text())
 
 
-def templar(backend: str) -> Templar:
-    (configure,) = _yaml(ROLES / "worker" / "tasks" / "configure.yml")
-    variables = {
+def worker_templar(**variables) -> Templar:
+    """The worker role's variables (with its dependency's), then VARIABLES over them."""
+    role = {
         **_yaml(ROLES / "wgmesh_daemon" / "defaults" / "main.yml"),  # the worker role's dependency
         **_yaml(ROLES / "wgmesh_daemon" / "vars" / "main.yml"),
         **_yaml(ROLES / "worker" / "defaults" / "main.yml"),
         **_yaml(ROLES / "worker" / "vars" / "main.yml"),
-        **configure["vars"],  # what the worker role hands to wgmesh_daemon's configure tasks
-        **INVENTORY,
-        "worker_backend": backend,
     }
-    return Templar(loader=DataLoader(), variables=trusted(variables))
+    return Templar(loader=DataLoader(), variables=trusted({**role, **variables}))
+
+
+def templar(backend: str) -> Templar:
+    (configure,) = _yaml(ROLES / "worker" / "tasks" / "configure.yml")
+    # configure's vars: what the worker role hands to wgmesh_daemon's configure tasks
+    return worker_templar(**configure["vars"], **INVENTORY, worker_backend=backend)
 
 
 def service(backend: str) -> dict[str, list[str]]:

@@ -7,33 +7,13 @@ Templar, as a play would, with an inventory that states a pair member and one th
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar
-
 from tests.support.templates import trusted
+from tests.support.worker_unit import GATEWAY, worker_templar
 from wgmesh.ha import state
-
-ROLES = Path(__file__).resolve().parents[3] / "roles"
-INVENTORY = {
-    "inventory_hostname": "gw1a",
-    "groups": {"gateways": ["gw1a"]},
-    "hostvars": {"gw1a": {}},
-    "wgmesh_domains": [{"name": "ffmuc_welt", "prefix": "ffmuc_"}],
-    "_worker_mqtt_password": "secret",
-}
 
 
 def worker_config(**inventory) -> dict:
-    variables = {
-        **yaml.safe_load((ROLES / "worker" / "defaults" / "main.yml").read_text()),
-        **yaml.safe_load((ROLES / "worker" / "vars" / "main.yml").read_text()),
-        **INVENTORY,
-        **inventory,
-    }
-    return Templar(loader=DataLoader(), variables=trusted(variables)).template(trusted("{{ _worker_config }}"))
+    return worker_templar(**{**GATEWAY, **inventory}).template(trusted("{{ _worker_config }}"))
 
 
 def test_a_pair_member_names_the_state_file_wgmesh_ha_writes():
