@@ -126,13 +126,27 @@ molecule-site-survival: deps ## The site scenario verified by its slow 1,000-pee
 
 # The lab (docs/lab.md): VMs of inventories/lab, site.yml, a simulated Gluon node.
 LAB_STATE := $(CURDIR)/.build/lab
-# Both gateways at once: the lab has no nodes to keep up during a rollout, and
+# LAB_HA=1: lab-gw2 runs as an HA pair with lab-gw2b (inventories/lab-ha); the
+# lab remembers it until `make lab-down`.
+LAB_HA ?= $(if $(wildcard $(LAB_STATE)/ha),1,)
+# All gateways at once: the lab has no nodes to keep up during a rollout, and
 # under TCG each gateway takes minutes.
-LAB_PLAYBOOK = ansible-playbook -i inventories/lab -e wgmesh_gateways_serial=2
+LAB_PLAYBOOK = ansible-playbook -i inventories/lab $(if $(LAB_HA),-i inventories/lab-ha) -e wgmesh_gateways_serial=3
 
 .PHONY: lab
-lab: deps ## The whole backbone on this machine: two gateways, mosquitto, broker, a simulated Gluon node (docs/lab.md)
+lab: deps ## The whole backbone on this machine: two gateways, mosquitto, broker, a simulated Gluon node (docs/lab.md; LAB_HA=1: lab-gw2 as an HA pair)
+	$(if $(LAB_HA),mkdir -p $(LAB_STATE) && touch $(LAB_STATE)/ha)
 	nice -n 5 $(LAB_PLAYBOOK) playbooks/lab.yml
+
+.PHONY: lab-takeover
+lab-takeover: tools ## In a lab with LAB_HA=1: skew a member's clock, crash the active member (QEMU killed) with the node's ping running, watch 5 min, boot it again
+	$(if $(LAB_HA),,@echo "error: the lab has no HA pair; run 'make lab LAB_HA=1' first (docs/lab.md)" >&2; exit 2)
+	$(LAB_PLAYBOOK) playbooks/lab/takeover.yml
+
+.PHONY: lab-ha-failover
+lab-ha-failover: ## The VM failover scenario of an HA pair in one command: make lab LAB_HA=1, then make lab-takeover
+	$(MAKE) lab LAB_HA=1
+	$(MAKE) lab-takeover LAB_HA=1
 
 .PHONY: lab-drift
 lab-drift: tools ## In a running lab: hand-edit a config and delete the node's peer, then site.yml repairs both
