@@ -8,7 +8,9 @@ of the requests and of the lookups.
 from __future__ import annotations
 
 import functools
+import logging
 import socket
+import time
 
 from wgmesh.ha import static
 from wgmesh.ha.plan import TRIGGER_KEEPALIVE_S
@@ -113,3 +115,57 @@ def test_every_domain_triggers_its_nodes_before_any_static_peer_name_is_looked_u
     a, b = outcomes
     assert (a.endpoints_applied, a.configured_applied, a.handshakes) == (0, 1, 2)
     assert (b.endpoints_applied, b.configured_applied, b.handshakes) == (1, 1, 2)
+
+
+def test_a_failing_domain_costs_the_others_nothing_and_its_names_are_not_looked_up(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="wgmesh.ha.promote")
+    events: list[tuple] = []
+    backend = Backend({"wg-b": {NODE_B: Peer(NODE_B, endpoint="198.51.100.2:2"), GW_B: Peer(GW_B)}}, events)
+    selector = Selector(backend)
+    recording_resolver(monkeypatch, events)
+
+    _, (a, b) = promote([dom("a"), dom("b")], selector, {}, None, CONFIGURED)
+
+    assert a.error == "interface wg-a: gone" and selector.forgotten == ["wg-a"]
+    assert ("lookup", "gw-a.example.net") not in events
+    assert b.error is None and b.handshakes == 2 and b.configured_applied == 1
+    assert "domain a: promotion failed: interface wg-a: gone" in caplog.text
+    assert "domain b: wg-b: 0 learnt endpoints applied, 2 peers asked to handshake" in caplog.text
+
+
+def test_a_failure_after_the_lookup_is_reported_and_the_nodes_stay_triggered(monkeypatch, caplog):
+    events: list[tuple] = []
+    peers = {NODE_A: Peer(NODE_A, endpoint="198.51.100.1:1"), GW_A: Peer(GW_A)}
+    backend = Backend({"wg-a": peers}, events)
+
+    def lookup_then_interface_gone(host, port, family, kind):
+        del backend.peers["wg-a"]  # the interface went away while the name was looked up
+        return [(socket.AF_INET, kind, 17, "", (ADDRESSES[host], port))]
+
+    monkeypatch.setattr(static, "resolve", functools.partial(static.resolve, getaddrinfo=lookup_then_interface_gone))
+    selector = Selector(backend)
+
+    _, (a,) = promote([dom("a")], selector, {}, None, CONFIGURED)
+
+    assert events == [("update", "wg-a", trigger(NODE_A)[0]), ("update", "wg-a", trigger(NODE_A)[1])]
+    assert a.error == f"configured static peers ({GW_A}): interface wg-a: gone"
+    assert a.handshakes == 1 and selector.forgotten == ["wg-a"]
+    assert f"domain a: promotion failed: configured static peers ({GW_A})" in caplog.text
+
+
+def test_a_static_peer_that_reached_the_member_during_the_lookup_keeps_its_endpoint(monkeypatch):
+    events: list[tuple] = []
+    backend = Backend({"wg-a": {GW_A: Peer(GW_A)}}, events)
+
+    def lookup_while_the_gateway_handshakes(host, port, family, kind):
+        backend.peers["wg-a"][GW_A] = Peer(GW_A, endpoint="203.0.113.1:40011", last_handshake=time.time())
+        return [(socket.AF_INET, kind, 17, "", (ADDRESSES[host], port))]
+
+    monkeypatch.setattr(
+        static, "resolve", functools.partial(static.resolve, getaddrinfo=lookup_while_the_gateway_handshakes)
+    )
+
+    _, (a,) = promote([dom("a")], Selector(backend), {}, None, CONFIGURED)
+
+    assert events == []  # its live session and fresh endpoint are left alone
+    assert a.error is None and a.configured_applied == 0 and a.handshakes == 0
