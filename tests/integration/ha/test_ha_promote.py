@@ -9,8 +9,10 @@ endpoint tells where the initiation came from: the VIP, not the member's own add
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
+import socket
 import sys
 from pathlib import Path
 
@@ -19,7 +21,11 @@ import yaml
 
 from tests.support.procs import Unavailable, out, run, wait_until
 from tests.support.wgnetns import WgNetns
+from wgmesh.ha import static
+from wgmesh.ha.promote import promote
 from wgmesh.ha.route import DEFAULT_FWMARK, DEFAULT_TABLE
+from wgmesh.worker.domains import DomainLinks
+from wgmesh.worker.selector import BackendSelector
 
 HA_BIN = str(Path(sys.executable).with_name("wgmesh-ha"))
 MEMBER_IP, VIP, NODE_IP = "10.77.0.2", "10.77.0.1", "10.77.0.10"
@@ -254,3 +260,39 @@ def test_promotion_resolves_a_configured_static_peer_name(pair, tmp_path):
     config = write_config(tmp_path, member.ifname, static_peers={other_pub: f"localhost:{NODE_PORT}"})
     ha(member.netns, "promote", "--config", str(config), "--vip", VIP, "--endpoints", str(tmp_path / "none"))
     assert dump(member)[other_pub][2] in (f"127.0.0.1:{NODE_PORT}", f"[::1]:{NODE_PORT}")
+
+
+def test_nodes_are_triggered_before_any_static_peer_name_is_resolved(pair, tmp_path, monkeypatch):
+    """A slow or dead resolver (often part of the outage that caused the takeover) must not delay
+    the nodes: their handshake initiations leave before the first name lookup. The promotion runs
+    in this process, so that the lookup can be replaced by one that records what the member's
+    interface looked like when it was asked (wireguard-go sends the initiation within the UAPI
+    request that switches the keepalive on, so the node peer's tx counter shows it). No source
+    route here: the tests above cover it."""
+    member, node, node_pub, gw_pub = pair
+    static_pub = keypair(tmp_path, "static")[1]  # another gateway: no endpoint, as a pair member declares it
+    member.wg("set", member.ifname, "peer", static_pub, "allowed-ips", "fe80::3/128")
+    seen = []
+
+    def getaddrinfo(host, port, family, kind):
+        seen.append((host, dump(member)))
+        return [(socket.AF_INET, kind, 17, "", ("10.77.0.30", port))]
+
+    monkeypatch.setattr(static, "resolve", functools.partial(static.resolve, getaddrinfo=getaddrinfo))
+    dom = DomainLinks("t_order", member.ifname, "vx-none", "ffmuc")
+    learnt = {dom.domain: {node_pub: f"{NODE_IP}:{NODE_PORT}"}}
+
+    route_error, (outcome,) = promote(
+        [dom], BackendSelector("userspace"), learnt, None, {static_pub: "gw3.example.net:40300"}
+    )
+
+    assert route_error is None and outcome.error is None
+    ((host, at_lookup),) = seen
+    assert host == "gw3.example.net"
+    assert at_lookup[node_pub][2] == f"{NODE_IP}:{NODE_PORT}"  # the learnt endpoint was applied ...
+    assert at_lookup[node_pub][6] != "0"  # ... and the trigger's initiation sent, before the lookup
+    after = dump(member)
+    assert after[static_pub][2] == "10.77.0.30:40300"  # then the static peer got its endpoint
+    assert after[static_pub][6] != "0" and after[static_pub][7] == "off"  # its trigger, undone
+    assert (outcome.handshakes, outcome.configured_applied, outcome.endpoints_applied) == (2, 1, 1)
+    wait_until(lambda: dump(node)[gw_pub][4] != "0", timeout=20, what="the node's handshake with the member")
