@@ -147,11 +147,18 @@ def test_an_ipv4_only_pair_has_one_instance():
     assert sync_group_members(conf) == ["gw1_v4"]
 
 
+IPV4_ONLY = {"wgmesh_ha_vips": ["192.0.2.10/24"]}
+
+
 @pytest.mark.skipif(shutil.which("keepalived") is None, reason="keepalived is not installed")
-def test_keepalived_accepts_the_config(tmp_path):
+@pytest.mark.parametrize("pair", [{}, IPV4_ONLY], ids=["both families", "IPv4 only"])
+def test_keepalived_accepts_the_config(tmp_path, pair):
+    """keepalived -t fails a sync group of one instance ("this probably isn't what you want"):
+    found by the lab's IPv4-only pair."""
+    hostvars = {h: {**v, **pair} if v else v for h, v in HOSTVARS.items()}
     conf = tmp_path / "keepalived.conf"
     # The role's track scripts from its files/ (keepalived -t refuses a script it cannot run).
-    conf.write_text(render(_keepalived_tools_dir=str(ROLE / "files")))
+    conf.write_text(render(_keepalived_tools_dir=str(ROLE / "files"), hostvars=hostvars, **pair))
     result = subprocess.run(
         ["keepalived", "--config-test", "--use-file", str(conf)], capture_output=True, text=True, check=False
     )
