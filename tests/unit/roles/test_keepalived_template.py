@@ -29,6 +29,7 @@ MEMBER = {
     "wgmesh_ha_virtual_router_id": 51,
     "wgmesh_gateway_external_name": "gw1.example.net",
 }
+IPV4_ONLY = {"wgmesh_ha_vips": ["192.0.2.10/24"]}
 HOSTVARS = {"gw1a": {**MEMBER, "wgmesh_ha_priority": 150}, "gw1b": {**MEMBER, "wgmesh_ha_priority": 100}, "gw2": {}}
 
 
@@ -140,14 +141,13 @@ def test_preempt_delay_and_unicast_peers_per_family():
     assert "2001:db8::2" in v6 and "198.51.100.2" not in v6
 
 
-def test_an_ipv4_only_pair_has_one_instance():
-    hostvars = {h: {**v, "wgmesh_ha_vips": ["192.0.2.10/24"]} if v else v for h, v in HOSTVARS.items()}
-    conf = render(hostvars=hostvars, wgmesh_ha_vips=["192.0.2.10/24"])
-    assert "vrrp_instance gw1_v6" not in conf
-    assert sync_group_members(conf) == ["gw1_v4"]
-
-
-IPV4_ONLY = {"wgmesh_ha_vips": ["192.0.2.10/24"]}
+def test_an_ipv4_only_pair_has_one_instance_named_after_the_pair():
+    """No sync group of one (keepalived -t refuses it); wgmesh-ha follows the instance by the pair's name."""
+    hostvars = {h: {**v, **IPV4_ONLY} if v else v for h, v in HOSTVARS.items()}
+    conf = render(hostvars=hostvars, **IPV4_ONLY)
+    assert re.findall(r"^vrrp_instance (\S+) \{", conf, re.M) == ["gw1"]
+    assert "vrrp_sync_group" not in conf
+    assert "--instance gw1\"" in conf
 
 
 @pytest.mark.skipif(shutil.which("keepalived") is None, reason="keepalived is not installed")
