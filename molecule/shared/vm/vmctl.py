@@ -9,6 +9,8 @@ cached base image, a seed disk, the console log and vm.json with the QEMU PID.
   vmctl.py start  --state-dir D --platforms JSON   start missing VMs, print the instance config
   vmctl.py wait   --state-dir D             exit 0 when every VM's sshd answers, 75: not yet
   vmctl.py stop   --state-dir D             kill the recorded QEMUs, remove their files
+  vmctl.py crash  --state-dir D --name N    SIGKILL one VM's QEMU: a host crash (the lab's HA takeover)
+  vmctl.py boot   --state-dir D --name N    power a crashed VM on again with its own disk
   vmctl.py accel                            print the accelerator VMs will use (kvm or tcg)
 
 Exit code 75 (EX_TEMPFAIL) means "not done yet, call again"; each call waits a few
@@ -274,16 +276,7 @@ def start_vm(state_dir, platform, image, accel, seg, public_key):
         check=True,
     )
     write_seed(vm_dir, name, public_key)
-    for dummy in range(5):  # the port may be taken between picking and binding it
-        port = free_port()
-        argv = qemu_argv(vm_dir, name, platform, image, accel, seg, port, str(state_dir))
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if proc.returncode == 0:
-            break
-        if "hostfwd" not in proc.stderr and "host forwarding" not in proc.stderr:
-            sys.exit(f"error: QEMU for {name} failed: {proc.stderr.strip()}\n$ {' '.join(argv)}")
-    else:
-        sys.exit(f"error: QEMU for {name} found no free SSH port: {proc.stderr.strip()}")
+    port, argv = launch(name, lambda port: qemu_argv(vm_dir, name, platform, image, accel, seg, port, str(state_dir)))
     vm = {
         "name": name,
         "pid": int((vm_dir / "qemu.pid").read_text()),
@@ -295,6 +288,59 @@ def start_vm(state_dir, platform, image, accel, seg, public_key):
     record.write_text(json.dumps(vm, indent=2))
     say(f"{name}: started ({accel}), pid {vm['pid']}, ssh 127.0.0.1:{port}")
     return vm
+
+
+def launch(name, argv_for_port, ports=()):
+    """Run QEMU (it daemonizes) with the first SSH port it can bind: `ports`, then free ones."""
+    tries = [*ports, *(None for dummy in range(5))]  # a port may be taken between picking and binding it
+    for port in tries:
+        port = port or free_port()
+        argv = argv_for_port(port)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return port, argv
+        if "hostfwd" not in proc.stderr and "host forwarding" not in proc.stderr:
+            sys.exit(f"error: QEMU for {name} failed: {proc.stderr.strip()}\n$ {' '.join(argv)}")
+    sys.exit(f"error: QEMU for {name} found no free SSH port: {proc.stderr.strip()}")
+
+
+def recorded_vm(state_dir, name):
+    record = state_dir / "vms" / name / "vm.json"
+    if not record.exists():
+        sys.exit(f"error: no VM {name!r} recorded under {state_dir / 'vms'}")
+    return record, json.loads(record.read_text())
+
+
+def cmd_crash(args):
+    """Cut a VM's power: SIGKILL its QEMU, as a host crash (no shutdown, no FIN, no last packet)."""
+    record, vm = recorded_vm(args.state_dir, args.name)
+    if not pid_alive(vm["pid"], str(record.parent)):
+        sys.exit(f"error: {args.name}: QEMU (pid {vm['pid']}) is not running")
+    killed_at = time.time()
+    os.kill(vm["pid"], signal.SIGKILL)
+    while pid_alive(vm["pid"], str(record.parent)):
+        time.sleep(0.01)
+    say(json.dumps({"name": args.name, "pid": vm["pid"], "killed_at": killed_at}))
+    return 0
+
+
+def cmd_boot(args):
+    """Power a crashed VM on again with its own disk (what `start` would replace with a new one)."""
+    record, vm = recorded_vm(args.state_dir, args.name)
+    if pid_alive(vm["pid"], str(record.parent)):
+        say(f"{args.name}: already running, pid {vm['pid']}")
+        return 0
+    fwd = f"hostfwd=tcp:127.0.0.1:{vm['port']}-"
+
+    def argv_for_port(port):
+        return [arg.replace(fwd, f"hostfwd=tcp:127.0.0.1:{port}-") for arg in vm["argv"]]
+
+    port, argv = launch(args.name, argv_for_port, ports=(vm["port"],))
+    vm.update(pid=int((record.parent / "qemu.pid").read_text()), port=port, argv=argv, started=time.time())
+    vm.pop("ssh_after", None)
+    record.write_text(json.dumps(vm, indent=2))
+    say(f"{args.name}: booted from its disk, pid {vm['pid']}, ssh 127.0.0.1:{port}")
+    return 0
 
 
 def cmd_start(args):
@@ -401,21 +447,22 @@ def cmd_stop(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("image", "start", "wait", "stop"):
+    for name in ("image", "start", "wait", "stop", "crash", "boot"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--state-dir", type=Path, required=True)
         if name in ("image", "wait"):
             cmd.add_argument("--seconds", type=float, default=10, help="wait at most this long before answering 75")
         if name == "start":
             cmd.add_argument("--platforms", required=True, help="JSON list of {name, memory?, cpus?}")
+        if name in ("crash", "boot"):
+            cmd.add_argument("--name", required=True, help="the VM (its platform name)")
     sub.add_parser("accel")
     args = parser.parse_args()
     if getattr(args, "state_dir", None):
         args.state_dir = args.state_dir.resolve()
         args.state_dir.mkdir(parents=True, exist_ok=True)
-    return {"image": cmd_image, "start": cmd_start, "wait": cmd_wait, "stop": cmd_stop, "accel": cmd_accel}[
-        args.command
-    ](args)
+    commands = {"image": cmd_image, "start": cmd_start, "wait": cmd_wait, "stop": cmd_stop, "accel": cmd_accel}
+    return {**commands, "crash": cmd_crash, "boot": cmd_boot}[args.command](args)
 
 
 if __name__ == "__main__":
