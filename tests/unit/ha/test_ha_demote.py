@@ -6,9 +6,9 @@ wireguard-go, and the backends' own tests); what is checked is the choice and th
 
 from __future__ import annotations
 
+from tests.unit.ha.stand_ins import Selector, dom
 from wgmesh.ha.demote import drop_endpoints
 from wgmesh.worker.backend import BackendError, Device, Peer
-from wgmesh.worker.domains import DomainLinks
 
 NODE_A = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
 NODE_B = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="
@@ -29,22 +29,6 @@ class Backend:
 
     def readd_peers(self, ifname, peers):
         self.calls.append((ifname, list(peers)))
-
-
-class Selector:
-    def __init__(self, backend: Backend):
-        self.backend = backend
-        self.forgotten: list[str] = []
-
-    def for_interface(self, ifname):
-        return self.backend
-
-    def forget(self, ifname):
-        self.forgotten.append(ifname)
-
-
-def dom(name: str) -> DomainLinks:
-    return DomainLinks(name, f"wg-{name}", f"vx-{name}", "ffmuc")
 
 
 def test_only_peers_with_an_endpoint_or_a_keepalive_are_readded_with_their_allowed_ips():

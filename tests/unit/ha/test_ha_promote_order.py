@@ -12,11 +12,11 @@ import logging
 import socket
 import time
 
+from tests.unit.ha.stand_ins import Selector, dom
 from wgmesh.ha import static
 from wgmesh.ha.plan import TRIGGER_KEEPALIVE_S
 from wgmesh.ha.promote import promote
 from wgmesh.worker.backend import BackendError, Device, Peer, PeerUpdate
-from wgmesh.worker.domains import DomainLinks
 
 NODE_A = "XGubrkGtuECdvoykKeUiNMigk2onfLCPfEo9Im+vmx8="
 NODE_B = "3NGl6gTOGs6ai0RE91VmVFgF+N4gw1EBG11KOeiKJAg="
@@ -47,22 +47,6 @@ class Backend:
     def update_peers(self, ifname, updates):
         if updates := list(updates):
             self.events.append(("update", ifname, updates))
-
-
-class Selector:
-    def __init__(self, backend: Backend):
-        self.backend = backend
-        self.forgotten: list[str] = []
-
-    def for_interface(self, ifname):
-        return self.backend
-
-    def forget(self, ifname):
-        self.forgotten.append(ifname)
-
-
-def dom(name: str) -> DomainLinks:
-    return DomainLinks(name, f"wg-{name}", f"vx-{name}", "ffmuc")
 
 
 def recording_resolver(monkeypatch, events: list[tuple]) -> None:
