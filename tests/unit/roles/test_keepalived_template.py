@@ -178,3 +178,15 @@ def test_stopping_keepalived_demotes_this_member():
     # the same config, addresses and state file as the fifo; demote takes no --instance
     fifo_args = fifo[2 : fifo.index("--instance")]
     assert demote[2:] == fifo_args
+
+
+def test_the_realtime_vrrp_process_gets_a_cpu_time_limit_it_can_live_with():
+    """keepalived kills its realtime VRRP process after RLIMIT_RTTIME of CPU without blocking,
+    10 ms by default: on the lab's emulated gateways it was SIGKILLed at every start, in a loop,
+    while the unit stayed active."""
+    global_defs = block(render(), "global_defs")
+    assert "vrrp_rt_priority 50" in global_defs
+    limit = re.search(r"^\s*vrrp_rlimit_rttime (\d+)$", global_defs, re.M)
+    assert limit, global_defs
+    assert int(limit.group(1)) == 1_000_000
+    assert f"vrrp_rlimit_rttime {5_000_000}" in block(render(keepalived_vrrp_rlimit_rttime=5_000_000), "global_defs")
