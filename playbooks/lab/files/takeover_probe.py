@@ -31,19 +31,25 @@ def ping(target, stamps, stop):
 
 
 def longest_gap(stamps, started, ended):
-    """(gap, from, to): the longest stretch without a reply, the run's ends included."""
-    points = [started, *stamps, ended]
+    """(gap, from, to): the longest stretch without a reply, from the first reply (ping's own
+    start is no outage) to the probe's end; no reply at all: the whole run."""
+    points = [*(stamps or [started]), ended]
     gap, start = max((b - a, a) for a, b in itertools.pairwise(points))
     return {"seconds": round(gap, 3), "from": round(start, 3), "to": round(start + gap, 3), "replies": len(stamps)}
 
 
 def run(argv):
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    """The command's result; a command that hangs for 30 s counts as failed (exit status 124, as timeout(1))."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", "timed out")
 
 
 def uplink_ok(gateway_ll, device):
     """The client's check: HTTP to the gateway's link-local, then batctl ping to the selected batman gateway."""
-    if run(["busybox", "wget", "-q", "-T", "5", "-O", "/dev/null", f"http://[{gateway_ll}%{device}]/"]).returncode:
+    # No -T: Debian 12's busybox wget 1.35 segfaults with it (run() bounds the time instead).
+    if run(["busybox", "wget", "-q", "-O", "/dev/null", f"http://[{gateway_ll}%{device}]/"]).returncode:
         return "http"
     gateways = run(["batctl", "meshif", "bat0", "gwl", "-H"]).stdout.splitlines()
     selected = [line.split()[1] for line in gateways if line.lstrip().startswith("*")]

@@ -25,6 +25,11 @@ def test_no_reply_after_the_crash_is_a_gap_to_the_end():
     assert gap["from"] == 10.05 and gap["to"] == 40.0
 
 
+def test_the_wait_for_the_first_reply_is_no_outage():
+    gap = load_probe().longest_gap([11.0, 11.05, 11.3], started=10.0, ended=11.32)
+    assert gap["seconds"] == 0.25 and gap["from"] == 11.05
+
+
 def test_no_reply_at_all():
     gap = load_probe().longest_gap([], started=1.0, ended=2.5)
     assert gap == {"seconds": 1.5, "from": 1.0, "to": 2.5, "replies": 0}
