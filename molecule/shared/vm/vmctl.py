@@ -395,7 +395,8 @@ def cmd_wait(args):
             if not pid_alive(vm["pid"], str(record.parent)):
                 say(f"{vm['name']}: QEMU (pid {vm['pid']}) is gone; console:\n{tail(console)}")
                 return 1
-            if ssh_banner(vm["port"]):
+            # Booted once (`boot` forgets it): a busy guest that is slow to answer now is no boot failure.
+            if "ssh_after" in vm or ssh_banner(vm["port"]):
                 if "ssh_after" not in vm:
                     vm["ssh_after"] = round(age, 1)
                     record.write_text(json.dumps(vm, indent=2))

@@ -34,8 +34,16 @@ def longest_gap(stamps, started, ended):
     """(gap, from, to): the longest stretch without a reply, from the first reply (ping's own
     start is no outage) to the probe's end; no reply at all: the whole run."""
     points = [*(stamps or [started]), ended]
-    gap, start = max((b - a, a) for a, b in itertools.pairwise(points))
-    return {"seconds": round(gap, 3), "from": round(start, 3), "to": round(start + gap, 3), "replies": len(stamps)}
+    gaps = [(b - a, a) for a, b in itertools.pairwise(points)]
+    gap, start = max(gaps)
+    return {
+        "seconds": round(gap, 3),
+        "from": round(start, 3),
+        "to": round(start + gap, 3),
+        "replies": len(stamps),
+        # Every silence of more than 4 ping intervals: the longest one need not be the takeover's.
+        "silences": [[round(a, 3), round(g, 3)] for g, a in sorted(gaps, key=lambda gap: gap[1]) if g > 4 * INTERVAL],
+    }
 
 
 def run(argv):
