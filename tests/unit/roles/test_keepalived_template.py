@@ -147,7 +147,7 @@ def test_an_ipv4_only_pair_has_one_instance_named_after_the_pair():
     conf = render(hostvars=hostvars, **IPV4_ONLY)
     assert re.findall(r"^vrrp_instance (\S+) \{", conf, re.M) == ["gw1"]
     assert "vrrp_sync_group" not in conf
-    assert "--instance gw1\"" in conf
+    assert '--instance gw1"' in conf
 
 
 @pytest.mark.skipif(shutil.which("keepalived") is None, reason="keepalived is not installed")
