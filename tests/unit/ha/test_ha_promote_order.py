@@ -108,7 +108,8 @@ def test_a_failing_domain_costs_the_others_nothing_and_its_names_are_not_looked_
     selector = Selector(backend)
     recording_resolver(monkeypatch, events)
 
-    _, (a, b) = promote([dom("a"), dom("b")], selector, {}, None, CONFIGURED)
+    route_error, (a, b) = promote([dom("a"), dom("b")], selector, {}, None, CONFIGURED)
+    assert route_error is None
 
     assert a.error == "interface wg-a: gone" and selector.forgotten == ["wg-a"]
     assert ("lookup", "gw-a.example.net") not in events
@@ -129,7 +130,8 @@ def test_a_failure_after_the_lookup_is_reported_and_the_nodes_stay_triggered(mon
     monkeypatch.setattr(static, "resolve", functools.partial(static.resolve, getaddrinfo=lookup_then_interface_gone))
     selector = Selector(backend)
 
-    _, (a,) = promote([dom("a")], selector, {}, None, CONFIGURED)
+    route_error, (a,) = promote([dom("a")], selector, {}, None, CONFIGURED)
+    assert route_error is None
 
     assert events == [("update", "wg-a", trigger(NODE_A)[0]), ("update", "wg-a", trigger(NODE_A)[1])]
     assert a.error == f"configured static peers ({GW_A}): interface wg-a: gone"
@@ -149,7 +151,8 @@ def test_a_static_peer_that_reached_the_member_during_the_lookup_keeps_its_endpo
         static, "resolve", functools.partial(static.resolve, getaddrinfo=lookup_while_the_gateway_handshakes)
     )
 
-    _, (a,) = promote([dom("a")], Selector(backend), {}, None, CONFIGURED)
+    route_error, (a,) = promote([dom("a")], Selector(backend), {}, None, CONFIGURED)
+    assert route_error is None
 
     assert events == []  # its live session and fresh endpoint are left alone
     assert a.error is None and a.configured_applied == 0 and a.handshakes == 0
