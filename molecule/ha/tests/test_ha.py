@@ -85,6 +85,15 @@ def test_keepalived_runs_the_checked_config(survivor):
     assert survivor.check_output("pgrep -c -f 'bin/python[0-9.]* /opt/wgmesh/venv/bin/wgmesh-ha fifo'") == "1"
 
 
+def test_the_promotion_is_in_the_survivors_journal(survivor):
+    # keepalived sends its fifo script's output to /dev/null; the role starts it through
+    # systemd-cat, so what the promotion did (or why it failed) is in the journal.
+    lines = survivor.check_output(f"journalctl --identifier=wgmesh-ha --since=@{int(CRASH_TIME)} --output=cat")
+    promoted = [line for line in lines.splitlines() if "domain welt: wg-welt:" in line]
+    assert promoted, lines
+    assert "peers asked to handshake" in promoted[-1], promoted
+
+
 def test_the_survivor_was_synced_with_its_partner(survivor):
     # the worker's marker, which keepalived's weighted track script reads: the standby held
     # its partner's full set before it took over

@@ -83,6 +83,10 @@ def test_the_fifo_runs_wgmesh_ha_for_the_sync_group_with_both_vips():
     assert "vrrp_rt_priority 50" in global_defs
     assert "notify_fifo /run/wgmesh/keepalived.fifo" in global_defs
     command = re.search(r'notify_fifo_script "([^"]*)"', global_defs).group(1).split()
+    # keepalived sends its scripts' output to /dev/null: systemd-cat puts the promotion's lines
+    # and errors into the journal (seen in the lab: no wgmesh-ha line anywhere), then execs it.
+    assert command[:2] == ["/usr/bin/systemd-cat", "--identifier=wgmesh-ha"]
+    command = command[2:]
     assert command[:2] == ["/opt/wgmesh/venv/bin/wgmesh-ha", "fifo"]
     assert command[command.index("--instance") + 1] == "gw1"
     assert [command[i + 1] for i, arg in enumerate(command) if arg == "--vip"] == ["192.0.2.10", "2001:db8::10"]
@@ -176,7 +180,7 @@ def test_stopping_keepalived_demotes_this_member():
     fifo = re.search(r'notify_fifo_script "([^"]*)"', block(render(), "global_defs")).group(1).split()
     assert demote[:2] == ["/opt/wgmesh/venv/bin/wgmesh-ha", "demote"]
     # the same config, addresses and state file as the fifo; demote takes no --instance
-    fifo_args = fifo[2 : fifo.index("--instance")]
+    fifo_args = fifo[fifo.index("fifo") + 1 : fifo.index("--instance")]
     assert demote[2:] == fifo_args
 
 
