@@ -194,3 +194,14 @@ def test_the_realtime_vrrp_process_gets_a_cpu_time_limit_it_can_live_with():
     assert limit, global_defs
     assert int(limit.group(1)) == 1_000_000
     assert f"vrrp_rlimit_rttime {5_000_000}" in block(render(keepalived_vrrp_rlimit_rttime=5_000_000), "global_defs")
+
+
+def test_keepalived_starts_after_the_worker_so_no_synced_marker_of_a_previous_boot_counts():
+    # The synced marker lives on disk (the worker's state directory); the worker removes it when
+    # it starts and writes it again once it holds its partner's set. keepalived's check reads it:
+    # started first at boot, it would take the last boot's marker for a synced member.
+    dropin = templar().template(trusted((ROLE / "templates" / "keepalived-wgmesh.conf.j2").read_text()))
+    after = [line.split("=", 1)[1].split() for line in dropin.splitlines() if line.startswith("After=")]
+    assert ["wgmesh-worker.service"] in after, dropin
+    # ordering only: keepalived must not pull in or stop with the worker
+    assert not re.search(r"^(Requires|Wants|BindsTo|PartOf)=", dropin, re.M), dropin
