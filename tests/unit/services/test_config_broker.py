@@ -22,7 +22,9 @@ def write(tmp_path, data: dict, mode: int):
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
 def test_password_in_a_file_others_can_read_warns(tmp_path, monkeypatch, mode):
     path = write(tmp_path, {**BASE, "mqtt": {"username": "wgkex", "password": "s3cret"}}, mode)
-    # The file's group is not the daemon's: its members may read the password.
+    # The file's group is not the daemon's: its members may read the password. (A daemon's own
+    # user; the tests may run as root.)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(os, "getegid", lambda: os.stat(path).st_gid + 1)
     warnings = load_config(path).warnings
     assert len(warnings) == 1, warnings
@@ -45,6 +47,19 @@ def test_group_readable_by_the_daemons_own_group_is_quiet(tmp_path, monkeypatch)
     path = write(tmp_path, {**BASE, "mqtt": {"username": "wgkex", "password": "s3cret"}}, 0o640)
     monkeypatch.setattr(os, "getegid", lambda: os.stat(path).st_gid)
     assert load_config(path).warnings == ()
+
+
+def test_root_reading_a_daemons_file_judges_only_the_world_bits(tmp_path, monkeypatch):
+    """wgmesh-ha runs as root and reads the worker's config (root-owned, 0640, the worker's group):
+    that group is the daemon's, not root's, and the worker itself checks it. Every promotion on
+    every pair member logged a false "chmod 600" (seen in the lab's journal)."""
+    secret = {**BASE, "mqtt": {"username": "wgkex", "password": "s3cret"}}
+    path = write(tmp_path, secret, 0o640)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "getegid", lambda: os.stat(path).st_gid + 1)
+    assert load_config(path).warnings == ()
+    path = write(tmp_path, secret, 0o644)
+    assert len(load_config(path).warnings) == 1
 
 
 def test_http_limits_defaults_and_overrides(tmp_path):
