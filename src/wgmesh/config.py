@@ -576,8 +576,8 @@ def _readable_secret_warning(path: str, st: os.stat_result, cfg: Config) -> tupl
     (the roles install the file root-owned, 0640, in the service's group, which cannot change it).
     Root reading a daemon's file (wgmesh-ha, the worker's) judges only the world bits: the group is
     the daemon's, and the daemon checks it."""
-    own_group = st.st_gid == os.getegid() or os.geteuid() == 0
-    readers = 0o007 | (0 if own_group else 0o070)
+    group_trusted = st.st_gid == os.getegid() or os.geteuid() == 0
+    readers = 0o007 | (0 if group_trusted else 0o070)
     if cfg.mqtt.password is None or not st.st_mode & readers:
         return ()
     return (
