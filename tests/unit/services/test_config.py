@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -163,6 +166,28 @@ def test_logging_config_is_applied():
     )
     setup_logging(cfg)
     assert logging.getLogger("h5.test").level == logging.ERROR
+
+
+LOG_ONE_LINE = """
+import logging, sys
+from wgmesh.config import parse_config, setup_logging
+setup_logging(parse_config({"domains": ["ffmuc_welt"], "domain_prefixes": ["ffmuc_"]}, "t.yaml"))
+logging.getLogger("wgmesh.test").warning("one line")
+"""
+
+
+@pytest.mark.parametrize("to_journal", [True, False])
+def test_stderr_lines_carry_a_time_only_when_the_journal_does_not_add_one(tmp_path, to_journal):
+    """systemd sets JOURNAL_STREAM to stderr's device:inode when stderr is the journal,
+    which stamps every line itself: a second time in the text only doubles it."""
+    stderr_file = tmp_path / "stderr"
+    with open(stderr_file, "w") as err:
+        st = os.fstat(err.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}" if to_journal else "0:0"}
+        subprocess.run([sys.executable, "-c", LOG_ONE_LINE], stderr=err, env=env, check=True)
+    line = stderr_file.read_text().strip()
+    assert line.endswith("WARNING wgmesh.test: one line")
+    assert (line == "WARNING wgmesh.test: one line") is to_journal, line
 
 
 @pytest.mark.parametrize(
