@@ -613,6 +613,17 @@ def load_or_exit(path: str | None = None) -> Config:
     return cfg
 
 
+def _stderr_is_the_journal() -> bool:
+    """systemd's documented test: JOURNAL_STREAM names stderr's device:inode (the journal
+    stamps each line itself)."""
+    try:
+        dev, ino = (int(part) for part in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
 def setup_logging(cfg: Config, level: int = logging.INFO) -> None:
     """Apply the file's logging_config (wgkex's key) or a plain stderr format."""
     if cfg.logging_config:
@@ -622,7 +633,8 @@ def setup_logging(cfg: Config, level: int = logging.INFO) -> None:
             print(f"config {cfg.path}: logging_config: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     else:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        stamp = "" if _stderr_is_the_journal() else "%(asctime)s "
+        logging.basicConfig(level=level, format=stamp + "%(levelname)s %(name)s: %(message)s")
     logfilter.install()
     for warning in cfg.warnings:
         log.warning("%s", warning)
