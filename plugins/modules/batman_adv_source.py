@@ -12,8 +12,8 @@ module: batman_adv_source
 short_description: Stage a pinned, patched batman-adv source as a DKMS source archive on the controller
 version_added: 0.2.0
 description:
-  - Meant to run on the controller (C(delegate_to: localhost)); the role freifunk.wgmesh.batman_adv copies the archive
-    it makes to the gateways and builds it there with DKMS (docs/batman-adv.md).
+  - 'Meant to run on the controller (C(delegate_to: localhost)); the role freifunk.wgmesh.batman_adv copies the archive
+    it makes to the gateways and builds it there with DKMS (docs/batman-adv.md).'
   - 'Fetches the source: a release tarball (O(url), a URL or a path on the controller, with a required O(checksum)),
     a git ref (O(repo), O(ref); the commit is returned) or a directory (O(path)). Tarballs and git mirrors are cached
     in O(cache_dir).'
