@@ -358,8 +358,8 @@ def in_tree_makefile(options, uapi_headers):
     if uapi_headers:
         lines += [
             "# The tree's own UAPI headers (include/uapi/linux/batadv_packet.h, batman_adv.h)",
-            "# before the kernel's, as in an open-mesh release.",
-            'KBUILD_ARGS += NOSTDINC_FLAGS="-I$(TOP)/include"',
+            "# before the kernel's, as in an open-mesh release; -nostdinc is what kbuild (5.15+) puts there.",
+            'KBUILD_ARGS += NOSTDINC_FLAGS="-nostdinc -I$(TOP)/include"',
         ]
     lines += [
         "",
