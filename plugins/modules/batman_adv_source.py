@@ -182,7 +182,7 @@ class Stager:
     def __init__(self, module):
         self.module = module
         self.params = dict(module.params)
-        self.cache_dir = os.path.expanduser(module.params["cache_dir"])
+        self.cache_dir = module.params["cache_dir"]
 
     def _opener(self, url):
         return open_url(url, timeout=self.params["timeout"], http_agent="freifunk.wgmesh batman_adv_source")
@@ -197,7 +197,6 @@ class Stager:
     def run(self):
         self._require()
         params = dict(self.params)
-        params["patches"] = [os.path.expanduser(p) for p in params["patches"]]
         cache_dir = self.cache_dir
         scratch = None
         if self.module.check_mode:

@@ -400,7 +400,11 @@ def test_the_in_tree_makefile_gives_kbuild_and_the_c_code_the_same_options(tmp_p
     assert "#undef CONFIG_BATMAN_ADV_NC\n" in header and "#define CONFIG_BATMAN_ADV_NC" not in header
 
     with_nc = subprocess.run(
-        [MAKE, "-s", "KERNELPATH=%s" % kernel, "CONFIG_BATMAN_ADV_NC=y"], cwd=built, capture_output=True, text=True
+        [MAKE, "-s", "KERNELPATH=%s" % kernel, "CONFIG_BATMAN_ADV_NC=y"],
+        cwd=built,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert with_nc.stdout.splitlines() == ["objects: bat_v.o main.o network-coding.o", "seen BATMAN_V", "seen NC"]
 
