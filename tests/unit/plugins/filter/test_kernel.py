@@ -122,7 +122,9 @@ def test_suffix_makes_a_valid_release_and_debian_version():
     assert re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", names["packages"]["image"])  # Debian policy 5.6.1
     assert len(release) <= 64  # the kernel's utsname release
     try:
-        r = subprocess.run(["dpkg", "--validate-version", names["version"]], capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            ["dpkg", "--validate-version", names["version"]], capture_output=True, text=True, check=False
+        )
         p = subprocess.run(["dpkg", "--validate-pkgname", names["packages"]["image"]], capture_output=True, text=True)
     except FileNotFoundError:
         pytest.skip("dpkg is not installed here; the regex checks above ran")
@@ -173,7 +175,7 @@ def test_fragments_mismatches():
     fragments = [
         ("one.config", "CONFIG_A=y\nCONFIG_B=y\nCONFIG_GONE=y\n"),
         # A later fragment wins, as with merge_config.sh.
-        ("two.config", "# CONFIG_B is not set\nCONFIG_S=\"y\"\n# CONFIG_ABSENT is not set\nCONFIG_EMPTY=\"\"\n"),
+        ("two.config", '# CONFIG_B is not set\nCONFIG_S="y"\n# CONFIG_ABSENT is not set\nCONFIG_EMPTY=""\n'),
     ]
     assert _kernel.fragments_mismatches(fragments, config) == [
         ("one.config", "CONFIG_GONE", "y", "not set"),

@@ -37,7 +37,7 @@ MAKEFILE = textwrap.dedent(
     \tgrep -v '^CONFIG_UNMET=' .config > .config.new; mv .config.new .config
     """
 )
-MERGE = "#!/bin/sh\n# stand-in: -m -O DIR BASE FRAGMENT...\nout=$3; base=$4; shift 4; cat \"$@\" >> \"$base\"\n"
+MERGE = '#!/bin/sh\n# stand-in: -m -O DIR BASE FRAGMENT...\nout=$3; base=$4; shift 4; cat "$@" >> "$base"\n'
 GREETING = "hello\n"
 PATCH1 = textwrap.dedent(
     """\
@@ -150,7 +150,9 @@ def test_patch_that_does_not_apply_fails_naming_it(work, run_module):
     rc, result = run_module(kernel_tree.main, args(work, patches=[*args(work)["patches"], str(bad)]))
     assert rc == 1
     assert result["failed"] is True
-    assert result["msg"].startswith("patch 3 of 3, %s, does not apply to %s after the patches before it:" % (bad, work / "linux.tar.xz"))
+    assert result["msg"].startswith(
+        "patch 3 of 3, %s, does not apply to %s after the patches before it:" % (bad, work / "linux.tar.xz")
+    )
     assert "FAILED" in result["msg"]
     assert result["patch"] == str(bad)
     assert not (work / "tree" / ".wgmesh-tree.json").exists()
