@@ -16,7 +16,7 @@ description:
     target such as C(tinyconfig), or a config file), merges config fragments with the tree's
     C(scripts/kconfig/merge_config.sh), runs C(make olddefconfig) and checks that every option the fragments ask for
     is in the final C(.config).
-  - The tree is staged once per O(id) (the build's identity, the kernel_build role passes its suffix): a marker file
+  - The tree is staged once per O(id) (the build's identity; the kernel_build role passes its suffix). A marker file
     in O(dest) records it, and a tree whose marker holds O(id) is left alone. Any other content of O(dest) (another
     identity, a staging that failed half-way) is removed and staged again.
   - A patch that does not apply (checked with C(patch --dry-run) before it is applied) fails the module naming the
