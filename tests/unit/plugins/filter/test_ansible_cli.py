@@ -25,6 +25,8 @@ FILTERS = (
     "wg_duplicates",
     "wg_ha_pair",
     "wg_ha_mac",
+    "kernel_suffix",
+    "kernel_packages",
 )
 BIN = Path(sys.executable).parent
 
