@@ -3,15 +3,19 @@
 
 Used by create.yml/destroy.yml; everything about a run lives in its state directory
 (the scenario's ephemeral directory): the SSH key, and per VM a qcow2 overlay on the
-cached base image, a seed disk, the console log and vm.json with the QEMU PID.
+cached base image, a seed disk, the console log and vm.json with the QEMU PID (and for a
+`bootdisk` platform its own copy of the UEFI variable store).
 
-  vmctl.py image  --state-dir D             build/reuse the base image (exit 75: still building)
-  vmctl.py start  --state-dir D --platforms JSON   start missing VMs, print the instance config
-  vmctl.py wait   --state-dir D             exit 0 when every VM's sshd answers, 75: not yet
-  vmctl.py stop   --state-dir D             kill the recorded QEMUs, remove their files
-  vmctl.py crash  --state-dir D --name N    SIGKILL one VM's QEMU: a host crash (the lab's HA takeover)
-  vmctl.py boot   --state-dir D --name N    power a crashed VM on again with its own disk
-  vmctl.py accel                            print the accelerator VMs will use (kvm or tcg)
+A platform's `image` picks the image variant (build_image.VARIANTS): `default` (QEMU boots
+the image's kernel directly) or `bootdisk` (UEFI firmware, GRUB boots from the VM's disk).
+
+  vmctl.py image  --state-dir D [--platforms JSON]  build/reuse the platforms' images (exit 75: still building)
+  vmctl.py start  --state-dir D --platforms JSON    start missing VMs, print the instance config
+  vmctl.py wait   --state-dir D                     exit 0 when every VM's sshd answers, 75: not yet
+  vmctl.py stop   --state-dir D                     kill the recorded QEMUs, remove their files
+  vmctl.py crash  --state-dir D --name N            SIGKILL one VM's QEMU: a host crash (the lab's HA takeover)
+  vmctl.py boot   --state-dir D --name N            power a crashed VM on again with its own disk
+  vmctl.py accel                                    print the accelerator VMs will use (kvm or tcg)
 
 Exit code 75 (EX_TEMPFAIL) means "not done yet, call again"; each call waits a few
 seconds and prints what is going on, so the playbook can show progress while it polls.
@@ -36,6 +40,7 @@ import time
 import uuid
 from pathlib import Path
 
+import bootdisk
 import build_image
 
 # The repository root: tests.support is shared by the tests, bench/ and these helpers.
@@ -45,8 +50,12 @@ from tests.support.net import free_port
 NOT_YET = 75
 QEMU = "qemu-system-x86_64"
 SSH_USER = "root"
-KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 net.ifnames=0 loglevel=4 panic=-1"
+KERNEL_ARGS = f"root=/dev/vda rw {bootdisk.KERNEL_ARGS}"
 EXTRA_KERNEL_ARGS = os.environ.get("WGMESH_VM_APPEND", "")  # for debugging: e.g. systemd.log_level=debug
+# UEFI firmware for `bootdisk` VMs (Debian package ovmf): the code read-only and shared,
+# the variable store copied per VM (boot entries OVMF records live there).
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 DEFAULT_MEMORY_MIB = 768
 BOOT_TIMEOUT = int(os.environ.get("WGMESH_VM_BOOT_TIMEOUT", "600"))
 BUILD_TIMEOUT = int(os.environ.get("WGMESH_VM_BUILD_TIMEOUT", "3600"))
@@ -85,36 +94,57 @@ def pid_alive(pid, marker):
 # --- base image -----------------------------------------------------------------
 
 
+def platform_images(platforms):
+    """The image variants the platforms name, in order, each once; a bad name is an error."""
+    variants = []
+    for platform in platforms:
+        variant = platform.get("image", build_image.DEFAULT)
+        if variant not in build_image.VARIANTS:
+            sys.exit(
+                f"error: platform {platform.get('name', '?')!r}: image {variant!r} is not one of"
+                f" {', '.join(build_image.VARIANTS)}"
+            )
+        if variant not in variants:
+            variants.append(variant)
+    return variants
+
+
 def cmd_image(args):
-    """Make sure the base image exists; build it in the background while we report progress."""
-    target = build_image.image_dir()
+    """Make sure the images exist; build them in the background while we report progress."""
+    variants = platform_images(json.loads(args.platforms)) if args.platforms else [build_image.DEFAULT]
+    targets = [str(build_image.image_dir(v)) for v in variants]
     record = args.state_dir / "image-build.json"
     deadline = time.monotonic() + args.seconds
     while True:
-        if target.exists():
+        if all(Path(t).exists() for t in targets):
             record.unlink(missing_ok=True)
-            say(f"base image {target}")
+            for target in targets:
+                say(f"base image {target}")
             return 0
-        if record.exists() and json.loads(record.read_text()).get("target") != str(target):
+        if record.exists() and json.loads(record.read_text()).get("targets") != targets:
             record.unlink()  # left by a run for another recipe
         if not record.exists():
             log = args.state_dir / "image-build.log"
+            argv = [sys.executable, str(Path(build_image.__file__).resolve())]
+            for variant in variants:
+                argv += ["--variant", variant]
             with open(log, "w") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, str(Path(build_image.__file__).resolve())],
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # outlives this call; the next call watches it
                 )
             record.write_text(
-                json.dumps({"pid": proc.pid, "log": str(log), "started": time.time(), "target": str(target)})
+                json.dumps({"pid": proc.pid, "log": str(log), "started": time.time(), "targets": targets})
             )
-            say(f"building base image {target.name} in the background (pid {proc.pid}, log {log})")
+            names = ", ".join(Path(t).name for t in targets)
+            say(f"building base image {names} in the background (pid {proc.pid}, log {log})")
             return NOT_YET
         build = json.loads(record.read_text())
         if not pid_alive(build["pid"], "build_image.py"):
-            if target.exists():
+            if all(Path(t).exists() for t in targets):
                 continue
             record.unlink()
             say(f"the image build failed; last lines of {build['log']}:\n{tail(build['log'])}")
@@ -176,10 +206,11 @@ def choose_accel(image):
 
 
 def cmd_accel(_args):
-    image = build_image.image_dir()
-    if not image.exists():
-        sys.exit(f"error: no base image yet ({image}); run build_image.py first")
-    accel, reason = choose_accel(image)
+    images = [build_image.image_dir(variant) for variant in build_image.VARIANTS]
+    built = [image for image in images if image.exists()]
+    if not built:
+        sys.exit(f"error: no image yet ({images[0]}); run build_image.py first")
+    accel, reason = choose_accel(built[0])
     say(f"{accel}: {reason}")
     return 0
 
@@ -230,20 +261,34 @@ def qemu_argv(vm_dir, name, platform, image, accel, seg, port, seed_tag):
     argv += ["-smp", str(platform.get("cpus", 1)), "-m", str(platform.get("memory", DEFAULT_MEMORY_MIB))]
     # A distinct SMBIOS UUID per VM: systemd derives the machine-id from it when it has one.
     argv += ["-uuid", str(uuid.uuid4())]
-    argv += [
-        "-kernel",
-        str(image / "vmlinuz"),
-        "-initrd",
-        str(image / "initrd.img"),
-        "-append",
-        f"{KERNEL_ARGS} {EXTRA_KERNEL_ARGS}".strip(),
-    ]
-    argv += ["-drive", f"file={vm_dir / 'disk.qcow2'},if=virtio,format=qcow2,cache=unsafe,discard=unmap"]
-    argv += ["-drive", f"file={vm_dir / 'seed.tar'},if=virtio,format=raw,readonly=on"]
+    disk, seed = vm_dir / "disk.qcow2", vm_dir / "seed.tar"
+    disk_opts = "format=qcow2,cache=unsafe,discard=unmap"
+    nic = "virtio-net-pci"
+    if platform.get("image", build_image.DEFAULT) == build_image.DEFAULT:
+        argv += [
+            "-kernel",
+            str(image / "vmlinuz"),
+            "-initrd",
+            str(image / "initrd.img"),
+            "-append",
+            f"{KERNEL_ARGS} {EXTRA_KERNEL_ARGS}".strip(),
+        ]
+        argv += ["-drive", f"file={disk},if=virtio,{disk_opts}"]
+        argv += ["-drive", f"file={seed},if=virtio,format=raw,readonly=on"]
+    else:
+        # UEFI: the firmware boots GRUB from the disk (bootindex 0), GRUB the kernel it chooses.
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"]
+        argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vm_dir / 'OVMF_VARS.fd'}"]
+        # Devices in this order: the guest's vda is the disk, vdb the seed (wgmesh-seed reads it).
+        argv += ["-drive", f"file={disk},if=none,id=disk,{disk_opts}"]
+        argv += ["-device", "virtio-blk-pci,drive=disk,bootindex=0"]
+        argv += ["-drive", f"file={seed},if=none,id=seed,format=raw,readonly=on"]
+        argv += ["-device", "virtio-blk-pci,drive=seed"]
+        nic += ",romfile="  # no iPXE option ROMs: nothing to boot from the network, less firmware work
     argv += ["-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{port}-:22"]
-    argv += ["-device", f"virtio-net-pci,netdev=mgmt,mac={mac(seed_tag, name, 0)}"]
+    argv += ["-device", f"{nic},netdev=mgmt,mac={mac(seed_tag, name, 0)}"]
     argv += ["-netdev", f"socket,id=segment,mcast={seg['group']}:{seg['port']},localaddr=127.0.0.1"]
-    argv += ["-device", f"virtio-net-pci,netdev=segment,mac={mac(seed_tag, name, 1)}"]
+    argv += ["-device", f"{nic},netdev=segment,mac={mac(seed_tag, name, 1)}"]
     argv += ["-object", "rng-random,id=rng,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng"]
     argv += ["-serial", f"file:{vm_dir / 'console.log'}"]
     argv += ["-pidfile", str(vm_dir / "qemu.pid"), "-daemonize"]
@@ -276,12 +321,16 @@ def start_vm(state_dir, platform, image, accel, seg, public_key):
         check=True,
     )
     write_seed(vm_dir, name, public_key)
+    variant = platform.get("image", build_image.DEFAULT)
+    if variant != build_image.DEFAULT:
+        shutil.copy(OVMF_VARS, vm_dir / "OVMF_VARS.fd")  # this VM's own, kept by crash and boot
     port, argv = launch(name, lambda port: qemu_argv(vm_dir, name, platform, image, accel, seg, port, str(state_dir)))
     vm = {
         "name": name,
         "pid": int((vm_dir / "qemu.pid").read_text()),
         "port": port,
         "accel": accel,
+        "image": variant,
         "started": time.time(),
         "argv": argv,
     }
@@ -343,21 +392,29 @@ def cmd_boot(args):
     return 0
 
 
+def missing_firmware():
+    return [str(path) for path in (OVMF_CODE, OVMF_VARS) if not path.exists()]
+
+
 def cmd_start(args):
-    image = build_image.image_dir()
-    if not image.exists():
-        sys.exit(f"error: no base image {image}; run `vmctl.py image` first")
     platforms = json.loads(args.platforms)
     names = [p.get("name", "") for p in platforms]
     if not names or not all(names) or len(set(names)) != len(names):
         sys.exit(f"error: platforms need unique, non-empty names; got {names}")
-    accel, reason = choose_accel(image)
+    images = {variant: build_image.image_dir(variant) for variant in platform_images(platforms)}
+    for variant, image in images.items():
+        if not image.exists():
+            sys.exit(f"error: no {variant} image {image}; run `vmctl.py image --platforms ...` first")
+    if any(variant != build_image.DEFAULT for variant in images) and missing_firmware():
+        sys.exit(f"error: bootdisk VMs need the UEFI firmware of Debian's ovmf package: {missing_firmware()} missing")
+    accel, reason = choose_accel(next(iter(images.values())))
     say(f"accelerator {accel}: {reason}")
     key = ssh_key(args.state_dir)
     public_key = Path(f"{key}.pub").read_text()
     seg = segment(args.state_dir)
     instances = []
     for platform in platforms:
+        image = images[platform.get("image", build_image.DEFAULT)]
         vm = start_vm(args.state_dir, platform, image, accel, seg, public_key)
         instances.append(
             {
@@ -453,8 +510,10 @@ def main():
         cmd.add_argument("--state-dir", type=Path, required=True)
         if name in ("image", "wait"):
             cmd.add_argument("--seconds", type=float, default=10, help="wait at most this long before answering 75")
-        if name == "start":
-            cmd.add_argument("--platforms", required=True, help="JSON list of {name, memory?, cpus?}")
+        if name in ("image", "start"):
+            cmd.add_argument(
+                "--platforms", required=name == "start", help="JSON list of {name, memory?, cpus?, image?}"
+            )
         if name in ("crash", "boot"):
             cmd.add_argument("--name", required=True, help="the VM (its platform name)")
     sub.add_parser("accel")
