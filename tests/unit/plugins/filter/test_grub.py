@@ -1,60 +1,22 @@
 """grub_entries: the boot entries of a grub.cfg as grub-mkconfig writes it, with the path
 grub-reboot and grub-set-default take (docs/kernel-rollout.md)."""
 
+from pathlib import Path
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.freifunk.wgmesh.plugins.filter.grub import grub_entries
 
+CFGS = Path(__file__).parent / "grub_cfgs"
 UUID = "6b3f1c2e-0d4a-4c1e-9f7a-1b2c3d4e5f60"
 
 # Shaped like Debian 12's grub-mkconfig output (10_linux): a simple entry for the newest
 # kernel, then a submenu with a normal and a recovery entry per kernel.
-WITH_SUBMENU = f"""
-### BEGIN /etc/grub.d/10_linux ###
-function gfxmode {{
-	set gfxpayload="${{1}}"
-}}
-set linux_gfx_mode=
-export linux_gfx_mode
-menuentry 'Debian GNU/Linux' --class debian --class gnu-linux --class gnu --class os $menuentry_id_option 'gnulinux-simple-{UUID}' {{
-	load_video
-	insmod ext2
-	if [ x$feature_platform_search_hint = xy ]; then
-	  search --no-floppy --fs-uuid --set=root {UUID}
-	else
-	  search --no-floppy --fs-uuid --set=root {UUID}
-	fi
-	echo	'Loading Linux 6.1.0-28-cloud-amd64 ...'
-	linux	/boot/vmlinuz-6.1.0-28-cloud-amd64 root=UUID={UUID} ro  console=ttyS0 panic=10
-	initrd	/boot/initrd.img-6.1.0-28-cloud-amd64
-}}
-submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-advanced-{UUID}' {{
-	menuentry 'Debian GNU/Linux, with Linux 6.1.0-28-cloud-amd64' --class debian $menuentry_id_option 'gnulinux-6.1.0-28-cloud-amd64-advanced-{UUID}' {{
-		linux	/boot/vmlinuz-6.1.0-28-cloud-amd64 root=UUID={UUID} ro  console=ttyS0 panic=10
-		initrd	/boot/initrd.img-6.1.0-28-cloud-amd64
-	}}
-	menuentry 'Debian GNU/Linux, with Linux 6.1.0-28-cloud-amd64 (recovery mode)' --class debian $menuentry_id_option 'gnulinux-6.1.0-28-cloud-amd64-recovery-{UUID}' {{
-		linux	/boot/vmlinuz-6.1.0-28-cloud-amd64 root=UUID={UUID} ro single console=ttyS0
-		initrd	/boot/initrd.img-6.1.0-28-cloud-amd64
-	}}
-	menuentry 'Debian GNU/Linux, with Linux 6.1.0-27-amd64' --class debian $menuentry_id_option 'gnulinux-6.1.0-27-amd64-advanced-{UUID}' {{
-		linux	/boot/vmlinuz-6.1.0-27-amd64 root=UUID={UUID} ro  console=ttyS0 panic=10
-		initrd	/boot/initrd.img-6.1.0-27-amd64
-	}}
-}}
-### END /etc/grub.d/10_linux ###
-"""
+WITH_SUBMENU = (CFGS / "debian12-submenu.cfg").read_text()
 
 # GRUB_DISABLE_SUBMENU=y, as the kernel role configures: every kernel at the top level.
-FLAT = f"""
-menuentry 'Debian GNU/Linux, with Linux 6.1.0-27-amd64' --class debian $menuentry_id_option 'gnulinux-6.1.0-27-amd64-advanced-{UUID}' {{
-	linux	/vmlinuz-6.1.0-27-amd64 root=UUID={UUID} ro  quiet
-}}
-menuentry "Debian GNU/Linux, with Linux 6.1.119-wgmesh.1a2b3c4d" $menuentry_id_option "gnulinux-6.1.119-wgmesh.1a2b3c4d-advanced-{UUID}" {{
-	linux	/vmlinuz-6.1.119-wgmesh.1a2b3c4d root=UUID={UUID} ro  quiet
-}}
-"""
+FLAT = (CFGS / "flat.cfg").read_text()
 
 
 def test_entries_in_a_submenu_get_the_submenu_in_their_path():
@@ -96,7 +58,7 @@ def test_an_entry_that_boots_no_linux_has_no_release():
 
 @pytest.mark.parametrize("bad", [None, 42])
 def test_not_text_fails_clearly(bad):
-    with pytest.raises(AnsibleFilterError, match="grub.cfg"):
+    with pytest.raises(AnsibleFilterError, match=r"grub\.cfg"):
         grub_entries(bad)
 
 
