@@ -25,6 +25,7 @@ FILTERS = (
     "wg_duplicates",
     "wg_ha_pair",
     "wg_ha_mac",
+    "grub_entries",
 )
 BIN = Path(sys.executable).parent
 
