@@ -26,6 +26,8 @@ FILTERS = (
     "wg_ha_pair",
     "wg_ha_mac",
     "grub_entries",
+    "kernel_suffix",
+    "kernel_packages",
 )
 BIN = Path(sys.executable).parent
 
