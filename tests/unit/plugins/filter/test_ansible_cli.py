@@ -25,6 +25,7 @@ FILTERS = (
     "wg_duplicates",
     "wg_ha_pair",
     "wg_ha_mac",
+    "grub_entries",
     "kernel_suffix",
     "kernel_packages",
 )
