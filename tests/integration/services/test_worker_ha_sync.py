@@ -31,7 +31,7 @@ from tests.support.keys import new_key
 from tests.support.procs import wait_until
 from wgmesh import mqtt, protocol
 from wgmesh.config import MqttConfig
-from wgmesh.ha import state
+from wgmesh.ha import state, sync
 
 
 @pytest.fixture
@@ -92,6 +92,26 @@ def publish_keys(port: int, domain: str, keys: list[str]) -> None:
         client.loop_stop()
 
 
+def wait_for_retained_set(port: int, domain: str, sender: str, keys: list[str]) -> None:
+    """Until the broker holds `sender`'s retained set with every key: the active member sends a
+    change at its next check (HA_SYNC_INTERVAL_S), not when the key arrives. Reads as the other
+    member's client id, as the ACL allows; disconnects before that member starts."""
+    topic = protocol.topic_ha_peers(IDENTITY, sender, domain)
+    heard: list[sync.PartnerPeers] = []
+    other = next(cid for cid in CLIENT_IDS if cid != sender)
+    client = pair_client(port, other)
+    client.on_message = lambda c, userdata, msg: heard.append(sync.decode(msg.topic, msg.payload, IDENTITY, [domain]))
+    try:
+        client.subscribe(topic, qos=1)
+        wait_until(
+            lambda: heard and set(keys) <= set(heard[-1].keys),
+            what=f"{sender}'s retained set with the {len(keys)} keys on {topic}",
+        )
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def test_a_rebuilt_standby_gets_its_partners_keys_and_endpoints_but_applies_no_endpoint(
     gateways, pair_broker, domain, nodes
 ):
@@ -126,6 +146,7 @@ def test_a_member_demoted_late_follows_what_its_partner_sent_while_it_was_still_
     keys = [new_key() for dummy in range(5)]
     publish_keys(pair_broker.port, domain, keys)
     wait_until(lambda: b.has_all(keys), what=f"keys on b\n{b.log_text()}")
+    wait_for_retained_set(pair_broker.port, domain, CLIENT_IDS[1], keys)
     start_member(a, pair_broker.port, domain, CLIENT_IDS[0], state.ACTIVE, **sync_files(a))  # still "active"
     wait_until(lambda: "MQTT connected" in a.log_text(), what=f"a connected\n{a.log_text()}")
     time.sleep(1)  # b's retained message reached a while a was active
